@@ -1,0 +1,3 @@
+"""plainrl: reinforcement learning written plainly."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from plainrl.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Deep RL on Gymnasium, one file per algorithm."""

@@ -1,0 +1,301 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, arXiv 1707.06347) with GAE (arXiv 1506.02438).
+
+    for iteration = 1, 2, ...
+        run the policy pi_old in N envs for T steps                          -> rollout (N*T transitions)
+        A_t = GAE(gamma, lambda) over the rollout; R_t = A_t + V(s_t)        -> kit.buffers.compute_gae
+        for epoch = 1..K, for each minibatch:
+            ratio   = pi(a|s) / pi_old(a|s)
+            L_clip  = mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))
+            L_value = mean((V(s) - R)^2)            (optionally clipped around the old values)
+            loss    = -L_clip + c_v * L_value - c_e * entropy
+            one gradient step on loss (gradient norm clipped)
+
+Discrete actions use a categorical policy, continuous ones a diagonal Gaussian with a learned log-std.
+Observation normalisation lives inside the agent (its statistics are saved with the weights); reward scaling
+divides rewards by the running std of the discounted return and is saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from plainrl.kit.buffers import compute_gae
+from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
+from plainrl.kit.nets import flat_dim, mlp, policy_head, resolve_device
+from plainrl.kit.normalize import ObsNormalizer, RewardScaler
+from plainrl.kit.run import Run
+
+ACTION_SPACES = ("Discrete", "Box")
+
+
+@dataclass
+class Config(BaseConfig):
+    num_envs: int = 8
+    num_steps: int = 128  # steps per env per rollout: a batch is num_envs * num_steps transitions
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True  # decay the learning rate linearly to 0 over total_steps
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True  # normalise advantages within each minibatch
+    clip_coef: float = 0.2
+    anneal_clip: bool = False  # decay clip_coef linearly to 0 as well (rl-baselines3-zoo's lin_0.2)
+    clip_vloss: bool = False  # clip the value update around the old values
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float = 0.0  # > 0: stop the epochs of an update early once approx-KL exceeds it
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    async_envs: bool = False  # step the envs in subprocesses (worth it only for slow envs)
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
+        require(self.num_steps >= 1, f"num_steps = {self.num_steps} must be >= 1")
+        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
+        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
+        require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
+        require(self.clip_coef > 0, f"clip_coef = {self.clip_coef} must be > 0")
+        require(self.update_epochs >= 1, f"update_epochs = {self.update_epochs} must be >= 1")
+        batch = self.num_envs * self.num_steps
+        require(
+            1 <= self.num_minibatches <= batch,
+            f"num_minibatches = {self.num_minibatches} must be in [1, num_envs * num_steps = {batch}]",
+        )
+        require(self.ent_coef >= 0, f"ent_coef = {self.ent_coef} must be >= 0")
+        require(self.vf_coef >= 0, f"vf_coef = {self.vf_coef} must be >= 0")
+        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require(self.target_kl >= 0, f"target_kl = {self.target_kl} must be >= 0 (0 turns it off)")
+        require(len(self.hidden_sizes) >= 1, "hidden_sizes must name at least one layer, e.g. [64, 64]")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Few envs and short rollouts with many epochs: learns CartPole in few steps and little wall-clock.
+    "CartPole-v1": dict(
+        total_steps=100_000, num_envs=8, num_steps=32, num_minibatches=2, update_epochs=10,
+        learning_rate=1e-3, gamma=0.98, gae_lambda=0.8, anneal_clip=True, vf_coef=1.0,
+    ),
+    "Acrobot-v1": dict(
+        total_steps=500_000, num_envs=16, num_steps=256, num_minibatches=8, update_epochs=4,
+        gamma=0.99, gae_lambda=0.94, normalize_obs=True, learning_rate=3e-4,
+    ),
+    "LunarLander-v3": dict(
+        total_steps=1_000_000, num_envs=16, num_steps=512, num_minibatches=16, update_epochs=4,
+        gamma=0.999, gae_lambda=0.98, ent_coef=0.01, learning_rate=3e-4,
+    ),
+    "Pendulum-v1": dict(
+        total_steps=300_000, num_envs=4, num_steps=1024, num_minibatches=16, update_epochs=10,
+        gamma=0.9, gae_lambda=0.95, learning_rate=1e-3, normalize_obs=True, normalize_reward=True,
+    ),
+}  # fmt: skip
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs over (optionally normalised) observations."""
+
+    def __init__(self, config: Config, observation_space: gym.Space, action_space: gym.Space) -> None:
+        super().__init__()
+        obs_dim = flat_dim(observation_space)
+        self.obs_normalizer: nn.Module = ObsNormalizer((obs_dim,)) if config.normalize_obs else nn.Identity()
+        self.actor = mlp(obs_dim, config.hidden_sizes, flat_dim(action_space), config.activation, out_gain=0.01)
+        self.critic = mlp(obs_dim, config.hidden_sizes, 1, config.activation, out_gain=1.0)
+        self.head = policy_head(action_space)
+
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (discrete) or means (continuous), (B, action_dim)."""
+        return self.actor(self.obs_normalizer(obs))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_normalizer(obs)).squeeze(-1)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        output = self.policy_output(obs)
+        return self.head.mode(output) if deterministic else self.head.sample(output)
+
+
+def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> Agent:
+    return Agent(config, observation_space, action_space)
+
+
+def ppo_loss(
+    new_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    new_values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    clip_coef: float,
+    clip_vloss: bool,
+    vf_coef: float,
+    ent_coef: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped-surrogate PPO loss on one minibatch (all inputs are (B,)); returns (loss, diagnostics)."""
+    logratio = new_logprobs - old_logprobs
+    ratio = logratio.exp()
+    # Pessimistic bound: the max of the two negated surrogates = -min(ratio * A, clip(ratio) * A).
+    policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    if clip_vloss:
+        clipped_values = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
+        value_loss = torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean()
+    else:
+        value_loss = ((new_values - returns) ** 2).mean()
+    entropy_mean = entropy.mean()
+    loss = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
+    with torch.no_grad():
+        diagnostics = {
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy": entropy_mean.detach(),
+            "approx_kl": ((ratio - 1) - logratio).mean(),  # Schulman's low-variance KL(old || new) estimator
+            "clip_fraction": ((ratio - 1).abs() > clip_coef).float().mean(),
+        }
+    return loss, diagnostics
+
+
+def train(config: Config, run: Run) -> Agent:
+    device = resolve_device(config.device)
+    torch.set_num_threads(config.torch_threads)
+    envs = make_vec_env(config.env, config.num_envs, config.seed, asynchronous=config.async_envs)
+    agent = Agent(config, envs.single_observation_space, envs.single_action_space).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
+    reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.normalize_reward else None
+
+    T, N = config.num_steps, config.num_envs
+    batch_size = T * N
+    minibatch_size = batch_size // config.num_minibatches
+    num_iterations = math.ceil(config.total_steps / batch_size)
+    global_step = run.start_step
+    if run.checkpoint_state is not None:
+        agent.load_state_dict(run.checkpoint_state["agent"])
+        optimizer.load_state_dict(run.checkpoint_state["optimizer"])
+        if reward_scaler is not None:
+            reward_scaler.load_state_dict(run.checkpoint_state["reward_scaler"])
+
+    def checkpoint_state() -> dict[str, Any]:
+        state = {"agent": agent.state_dict(), "optimizer": optimizer.state_dict()}
+        if reward_scaler is not None:
+            state["reward_scaler"] = reward_scaler.state_dict()
+        return state
+
+    # Rollout storage, (T, N, ...), in numpy: cheap per-step writes, one conversion to torch per rollout.
+    # next_obs[t] is the state step t actually reached (the final observation when an episode ended there).
+    obs_shape: tuple[int, ...] = envs.single_observation_space.shape or ()
+    action_shape: tuple[int, ...] = envs.single_action_space.shape or ()
+    obs_buf = np.zeros((T, N, *obs_shape), dtype=np.float32)
+    next_obs_buf = np.zeros((T, N, *obs_shape), dtype=np.float32)
+    actions_buf = np.zeros((T, N, *action_shape), dtype=envs.single_action_space.dtype)
+    logprobs_buf = np.zeros((T, N), dtype=np.float32)
+    rewards_buf = np.zeros((T, N), dtype=np.float32)
+    terminated_buf = np.zeros((T, N), dtype=np.float32)
+    episode_ends_buf = np.zeros((T, N), dtype=np.float32)
+
+    # A resumed run reseeds its envs from the step it resumes at (env internals are not checkpointed).
+    obs, _ = envs.reset(seed=config.seed + global_step)
+    episode_stats = EpisodeStats(N)
+
+    for iteration in range(global_step // batch_size, num_iterations):
+        iteration_start = time.perf_counter()
+        progress_left = 1.0 - iteration / num_iterations
+        if config.anneal_lr:
+            optimizer.param_groups[0]["lr"] = progress_left * config.learning_rate
+        clip_coef = config.clip_coef * progress_left if config.anneal_clip else config.clip_coef
+
+        # 1. Collect a rollout with the current policy.
+        for t in range(T):
+            with torch.inference_mode():
+                output = agent.policy_output(torch.as_tensor(obs, device=device))
+                action_tensor = agent.head.sample(output)
+                logprobs_buf[t] = agent.head.log_prob(output, action_tensor).cpu().numpy()
+            action = action_tensor.cpu().numpy()
+            obs_buf[t], actions_buf[t] = obs, action
+            obs, reward, terminated, truncated, infos = envs.step(action)
+            episode_ends = terminated | truncated
+            episode_stats.update(reward, episode_ends)
+            rewards_buf[t] = reward_scaler(reward, episode_ends) if reward_scaler is not None else reward
+            terminated_buf[t], episode_ends_buf[t] = terminated, episode_ends
+            next_obs_buf[t] = true_next_obs(obs, infos)
+        global_step += batch_size
+
+        # 2. Advantages. The policy has not changed during the rollout, so values are computed in one batch.
+        rollout = {
+            name: torch.as_tensor(array, device=device)
+            for name, array in [("obs", obs_buf), ("next_obs", next_obs_buf), ("actions", actions_buf),
+                                ("logprobs", logprobs_buf), ("rewards", rewards_buf),
+                                ("terminated", terminated_buf), ("episode_ends", episode_ends_buf)]
+        }  # fmt: skip
+        with torch.no_grad():
+            values = agent.value(rollout["obs"])
+            next_values = agent.value(rollout["next_obs"])
+            advantages, returns = compute_gae(
+                rollout["rewards"], values, next_values, rollout["terminated"], rollout["episode_ends"],
+                config.gamma, config.gae_lambda,
+            )  # fmt: skip
+
+        # 3. Several epochs of minibatch updates on the flattened rollout.
+        b_obs = rollout["obs"].reshape(batch_size, *obs_shape)
+        b_actions = rollout["actions"].reshape(batch_size, *action_shape)
+        b_logprobs, b_values = rollout["logprobs"].reshape(-1), values.reshape(-1)
+        b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+        for _epoch in range(config.update_epochs):
+            order = torch.randperm(batch_size, device=device)
+            for start in range(0, batch_size, minibatch_size):
+                mb = order[start : start + minibatch_size]
+                new_logprobs, entropy = agent.head.log_prob_entropy(agent.policy_output(b_obs[mb]), b_actions[mb])
+                mb_advantages = b_advantages[mb]
+                if config.norm_adv and len(mb) > 1:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                loss, diagnostics = ppo_loss(
+                    new_logprobs=new_logprobs,
+                    old_logprobs=b_logprobs[mb],
+                    advantages=mb_advantages,
+                    new_values=agent.value(b_obs[mb]),
+                    old_values=b_values[mb],
+                    returns=b_returns[mb],
+                    entropy=entropy,
+                    clip_coef=clip_coef,
+                    clip_vloss=config.clip_vloss,
+                    vf_coef=config.vf_coef,
+                    ent_coef=config.ent_coef,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+                optimizer.step()
+            if config.target_kl and diagnostics["approx_kl"] > config.target_kl:
+                break
+        if isinstance(agent.obs_normalizer, ObsNormalizer):  # statistics move only between updates
+            agent.obs_normalizer.update(b_obs)
+
+        # 4. Log, checkpoint, and let benchmark hooks evaluate.
+        explained_var = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
+        run.log(
+            global_step,
+            {
+                **{name: value.item() for name, value in diagnostics.items()},
+                "loss": loss.item(),
+                "explained_variance": float(explained_var),
+                "learning_rate": optimizer.param_groups[0]["lr"],
+                "steps_per_second": batch_size / (time.perf_counter() - iteration_start),
+                **episode_stats.pop(),
+            },
+        )
+        run.maybe_checkpoint(global_step, checkpoint_state)
+        if run.call_step_hooks(global_step, agent):
+            break
+    run.maybe_checkpoint(global_step, checkpoint_state, final=True)
+    envs.close()
+    return agent

@@ -1,0 +1,166 @@
+"""Dataclass configs: defaults <- preset <- TOML file <- `--set key=value` <- CLI flags, validated early.
+
+Every algorithm's `Config` subclasses `BaseConfig` and adds its hyperparameters; `validate()` checks each
+value's range and raises `ConfigError` naming the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from plainrl.kit.errors import ConfigError, did_you_mean
+
+C = TypeVar("C", bound="BaseConfig")
+
+
+@dataclass
+class BaseConfig:
+    """Fields every training run has."""
+
+    env: str = "CartPole-v1"
+    seed: int = 0
+    total_steps: int = 100_000
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    torch_threads: int = 1  # small MLPs run fastest on one thread; the other core steps the envs
+    checkpoint_every: int = 10_000  # env steps between checkpoints (a checkpoint is also written at the end)
+    eval_episodes: int = 20  # deterministic episodes for eval.json when training ends
+    wandb_project: str = ""  # non-empty: also log to Weights & Biases (pip install plainrl[wandb])
+
+    def validate(self) -> None:
+        require(self.total_steps > 0, f"total_steps = {self.total_steps} must be > 0")
+        require(self.torch_threads >= 1, f"torch_threads = {self.torch_threads} must be >= 1")
+        require(self.checkpoint_every > 0, f"checkpoint_every = {self.checkpoint_every} must be > 0")
+        require(self.eval_episodes >= 0, f"eval_episodes = {self.eval_episodes} must be >= 0")
+        device_ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        require(device_ok, f"device = {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless `condition` holds."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def field_names(config_cls: type[BaseConfig]) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_cls)]
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Convert a TOML/--set value to the field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):  # Optional[X] and X | None
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return _coerce(name, value, args[0])
+    if origin is tuple:
+        item_type = typing.get_args(annotation)[0]
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name} expects a list such as [64, 64], got {value!r}")
+        return tuple(_coerce(name, v, item_type) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name} expects true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} expects an integer, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} expects an integer, got {value!r}") from None
+        if not number.is_integer():
+            raise ConfigError(f"{name} expects an integer, got {value!r}")
+        return int(number)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} expects a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} expects a number, got {value!r}") from None
+    if annotation is str:
+        return str(value)
+    return value
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """['lr=3e-4', 'hidden_sizes=[64, 64]'] -> {'lr': 0.0003, 'hidden_sizes': [64, 64]} (TOML literals)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not of the form key=value")
+        raw = raw.strip()
+        try:
+            overrides[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key] = raw  # a bare word: keep it as a string, the field type decides
+    return overrides
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+
+
+def apply(config: C, values: dict[str, Any], source: str) -> C:
+    """A copy of `config` with `values` applied; unknown keys and ill-typed values raise ConfigError."""
+    hints = typing.get_type_hints(type(config))
+    names = field_names(type(config))
+    changes = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown key {key!r} in {source}{did_you_mean(key, names)}")
+        changes[key] = _coerce(key, value, hints[key])
+    return dataclasses.replace(config, **changes)
+
+
+def build_config(
+    config_cls: type[C],
+    presets: dict[str, dict[str, Any]],
+    env: str | None = None,
+    config_file: str | Path | None = None,
+    set_items: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> C:
+    """Resolve a config: defaults <- preset for the env <- config file <- --set <- explicit flags; validate."""
+    file_values = dict(load_toml(config_file)) if config_file else {}
+    file_values.pop("algo", None)
+    file_values.pop("meta", None)
+    set_values = parse_set(set_items or [])
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env_id = env or set_values.get("env") or file_values.get("env") or config_cls.env
+    config = apply(config_cls(), {"env": env_id}, "the defaults")
+    config = apply(config, presets.get(str(env_id), {}), f"the {env_id} preset")
+    config = apply(config, file_values, f"config file {str(config_file)!r}")
+    config = apply(config, set_values, "--set")
+    config = apply(config, flags, "the command line")
+    config.validate()
+    return config
+
+
+def to_dict(config: BaseConfig) -> dict[str, Any]:
+    """A TOML-ready dict (tuples become lists, None values are left out)."""
+    out: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(config).items():
+        if value is None:
+            continue
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -1,0 +1,127 @@
+"""Environments: Gymnasium ids or a user's `module:ClassName` / `module:factory`, vectorised and seeded.
+
+Vector envs use Gymnasium's SAME_STEP autoreset: when an episode ends, `step` returns the *reset*
+observation and puts the true last observation in `infos["final_obs"]`. So every step an algorithm sees is a
+real transition (Gymnasium's default NEXT_STEP mode inserts a fake one after each episode end), and
+`true_next_obs` recovers the observation to bootstrap from when an episode was truncated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from plainrl.kit.errors import PlainRLError, did_you_mean
+
+
+def _env_maker(env_id: str, **kwargs: Any) -> Callable[[], gym.Env]:
+    """A zero-argument callable that builds one env, after checking the id exists."""
+    if ":" in env_id and env_id not in gym.registry:
+        module_name, _, attr = env_id.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise PlainRLError(f"env {env_id!r}: cannot import module {module_name!r} ({err})") from None
+        if not hasattr(module, attr):
+            raise PlainRLError(f"env {env_id!r}: module {module_name!r} has no attribute {attr!r}")
+        factory = getattr(module, attr)
+        return lambda: _wrap_user_env(env_id, factory(**kwargs))
+    if env_id not in gym.registry:
+        if "/" in env_id:  # a namespaced id such as plainrl/GridWorld-v0: importing the package registers it
+            with contextlib.suppress(ImportError):
+                importlib.import_module(env_id.split("/")[0])
+        if env_id not in gym.registry:
+            raise PlainRLError(f"unknown env id {env_id!r}{did_you_mean(env_id, gym.registry.keys())}")
+    return lambda: gym.make(env_id, **kwargs)
+
+
+def _wrap_user_env(env_id: str, env: Any) -> gym.Env:
+    if not isinstance(env, gym.Env):
+        raise PlainRLError(f"env {env_id!r} did not return a gymnasium.Env (got {type(env).__name__})")
+    if env.spec is None or env.spec.max_episode_steps is None:
+        return env
+    return gym.wrappers.TimeLimit(env, env.spec.max_episode_steps)
+
+
+def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+    """One environment (for evaluation and inspection), continuous actions clipped to the action bounds."""
+    kwargs = {"render_mode": render_mode} if render_mode else {}
+    env = _env_maker(env_id, **kwargs)()
+    if isinstance(env.action_space, gym.spaces.Box):
+        env = gym.wrappers.ClipAction(env)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def make_vec_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+    """`num_envs` copies seeded seed, seed+1, ...; SAME_STEP autoreset; Box actions clipped to bounds."""
+    maker = _env_maker(env_id)
+
+    def make_one() -> gym.Env:
+        env = maker()
+        if isinstance(env.action_space, gym.spaces.Box):
+            env = gym.wrappers.ClipAction(env)
+        return env
+
+    vector_cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    envs = vector_cls([make_one] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs.reset(seed=seed)
+    envs.action_space.seed(seed)
+    return envs
+
+
+def true_next_obs(next_obs: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+    """The observation each env actually reached: the final one where an episode just ended.
+
+    `next_obs` (N, *obs_shape) from a SAME_STEP vector env holds reset observations for envs that finished.
+    """
+    if "_final_obs" not in infos:
+        return next_obs
+    real = next_obs.copy()
+    for i in np.flatnonzero(infos["_final_obs"]):
+        real[i] = infos["final_obs"][i]
+    return real
+
+
+class EpisodeStats:
+    """Undiscounted return and length of every finished episode, from the raw env rewards."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.returns = np.zeros(num_envs)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.finished_returns: list[float] = []
+        self.finished_lengths: list[int] = []
+        self.recent_returns: list[float] = []  # the last 20 finished episodes, for the progress bar
+
+    def update(self, rewards: np.ndarray, dones: np.ndarray) -> None:
+        self.returns += rewards
+        self.lengths += 1
+        for i in np.flatnonzero(dones):
+            self.finished_returns.append(float(self.returns[i]))
+            self.finished_lengths.append(int(self.lengths[i]))
+            self.recent_returns = (self.recent_returns + [float(self.returns[i])])[-20:]
+            self.returns[i] = 0.0
+            self.lengths[i] = 0
+
+    def pop(self) -> dict[str, float]:
+        """Mean return and length of the episodes finished since the last call ({} if none)."""
+        if not self.finished_returns:
+            return {}
+        stats = {
+            "episode_return": float(np.mean(self.finished_returns)),
+            "episode_length": float(np.mean(self.finished_lengths)),
+            "episodes": float(len(self.finished_returns)),
+        }
+        self.finished_returns, self.finished_lengths = [], []
+        return stats
+
+    @property
+    def recent_mean(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")

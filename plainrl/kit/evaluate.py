@@ -1,0 +1,75 @@
+"""Deterministic evaluation of a policy, and of a saved run (eval.json, optional GIF of one episode)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from plainrl.kit.envs import make_env
+
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the training envs' seeds
+
+
+class Actor(Protocol):
+    """What every agent offers for evaluation: a batch of observations in, a batch of actions out."""
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor: ...
+
+
+def agent_policy(agent: Actor, device: torch.device | str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """numpy obs (B, *obs_shape) -> numpy actions (B, ...), deterministic, without gradients."""
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            return agent.act(obs_tensor, deterministic=True).cpu().numpy()
+
+    return policy
+
+
+def evaluate(
+    policy: Callable[[np.ndarray], np.ndarray],
+    env_id: str,
+    episodes: int,
+    seed: int,
+    video_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Mean and std of the undiscounted return over `episodes` episodes; optionally a GIF of the first."""
+    env = make_env(env_id, render_mode="rgb_array" if video_path else None)
+    returns: list[float] = []
+    frames: list[Any] = []
+    obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)
+    for episode in range(episodes):
+        if episode > 0:
+            obs, _ = env.reset()
+        total, done = 0.0, False
+        while not done:
+            if video_path and episode == 0:
+                frames.append(env.render())
+            action = policy(np.asarray(obs, dtype=np.float32)[None])[0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    if video_path and frames:
+        import imageio.v2 as imageio
+
+        fps = env.metadata.get("render_fps", 30)
+        imageio.mimsave(str(video_path), frames, duration=1000 / fps, loop=0)
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "episodes": episodes,
+    }
+
+
+def write_eval_json(run_dir: str | Path, result: dict[str, Any]) -> Path:
+    path = Path(run_dir) / "eval.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

@@ -1,0 +1,118 @@
+"""Networks: mlp(), orthogonal init, and policy heads that turn network outputs into actions.
+
+The heads are written out (rather than wrapping torch.distributions) so each formula is visible, and because
+building a distribution object per step costs more than the sampling itself on small batches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from plainrl.kit.errors import ConfigError
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+
+
+def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias: the initialisation PPO implementations rely on."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(
+    in_dim: int,
+    hidden_sizes: tuple[int, ...],
+    out_dim: int,
+    activation: str = "tanh",
+    out_gain: float = 1.0,
+) -> nn.Sequential:
+    """in_dim -> hidden_sizes (each followed by `activation`) -> out_dim, orthogonally initialised."""
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"activation = {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    last = in_dim
+    for size in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, size)), ACTIVATIONS[activation]()]
+        last = size
+    layers.append(layer_init(nn.Linear(last, out_dim), gain=out_gain))
+    return nn.Sequential(*layers)
+
+
+def flat_dim(space: gym.Space) -> int:
+    """Size of a flattened observation or action."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    return int(math.prod(space.shape or (1,)))
+
+
+class CategoricalHead(nn.Module):
+    """A categorical policy over `n` actions, parameterised by logits (B, n)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+
+    def mode(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1)
+
+    def log_prob(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return logits.log_softmax(-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def log_prob_entropy(self, logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi(a|s) of the given actions (B,) and the entropy of pi(.|s) (B,)."""
+        log_probs = logits.log_softmax(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy
+
+
+class DiagGaussianHead(nn.Module):
+    """A Gaussian policy N(mean, diag(exp(log_std))^2) with a state-independent learned log_std (PPO, TRPO)."""
+
+    def __init__(self, action_dim: int, initial_log_std: float = 0.0) -> None:
+        super().__init__()
+        self.log_std = nn.Parameter(torch.full((action_dim,), initial_log_std))
+
+    def sample(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean + self.log_std.exp() * torch.randn_like(mean)
+
+    def mode(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean
+
+    def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_entropy(mean, actions)[0]
+
+    def log_prob_entropy(self, mean: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums over action dimensions, which are independent:
+        log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2;  H = log sigma + (1 + log 2 pi) / 2
+        """
+        z = (actions - mean) / self.log_std.exp()
+        log_prob = (-0.5 * z.pow(2) - self.log_std - HALF_LOG_2PI).sum(-1)
+        entropy = (self.log_std + 0.5 + HALF_LOG_2PI).sum(-1).expand(mean.shape[:-1])
+        return log_prob, entropy
+
+
+def policy_head(action_space: gym.Space) -> CategoricalHead | DiagGaussianHead:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalHead(int(action_space.n))
+    if isinstance(action_space, gym.spaces.Box):
+        return DiagGaussianHead(flat_dim(action_space))
+    raise ConfigError(f"no policy head for action space {action_space}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; asking for cuda without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device = {device!r} but no CUDA device is available (use auto or cpu)")
+    return torch.device(device)

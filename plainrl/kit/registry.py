@@ -1,0 +1,38 @@
+"""The algorithms and where they live. Modules are imported by name only when used, so the kit (and the
+CLI) never import an algorithm's internals up front.
+
+Each algorithm module provides:
+    Config          a dataclass subclassing kit.config.BaseConfig
+    PRESETS         {env_id: {field: value}} tuned settings per environment
+    ACTION_SPACES   the gymnasium space class names it handles, e.g. ("Discrete", "Box")
+    train(config, run) -> agent
+    build_agent(config, observation_space, action_space) -> an nn.Module with act(obs, deterministic)
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import gymnasium as gym
+
+from plainrl.kit.errors import PlainRLError, did_you_mean
+
+ALGORITHMS: dict[str, str] = {
+    "ppo": "plainrl.classic.ppo",
+}
+
+
+def load_algorithm(name: str) -> ModuleType:
+    if name not in ALGORITHMS:
+        raise PlainRLError(f"unknown algorithm {name!r}{did_you_mean(name, ALGORITHMS)}; see `plainrl list`")
+    return importlib.import_module(ALGORITHMS[name])
+
+
+def check_action_space(name: str, module: ModuleType, env: gym.Env) -> None:
+    space = type(env.action_space).__name__
+    if space not in module.ACTION_SPACES:
+        raise PlainRLError(
+            f"{name} cannot handle the {space} action space of {env.spec.id if env.spec else 'this env'} "
+            f"(it handles: {', '.join(module.ACTION_SPACES)})"
+        )

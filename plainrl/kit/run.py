@@ -1,0 +1,309 @@
+"""The run folder: resolved config, metrics (CSV + TensorBoard, optional wandb), checkpoints, curve.png.
+
+    runs/ppo_CartPole-v1_s0_20261121-101500/
+        config.toml        every resolved field, the algorithm and the library versions
+        metrics.csv        one row per `log` call: step, time, metrics
+        events.out.tfevents.*
+        checkpoints/latest.pt   everything needed to resume: model, optimizer, RNG states, step counters
+        curve.png          the learning curve
+        eval.json          written after training (see plainrl.kit.evaluate)
+
+A first Ctrl-C (or SIGTERM) asks the training loop to stop at its next iteration boundary: it writes a
+checkpoint and raises RunInterrupted; `plainrl resume RUN_DIR` continues from there. A SIGKILL loses only
+the steps since the last checkpoint: resuming truncates metrics.csv back to the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import tomli_w
+import torch
+
+from plainrl.kit.config import BaseConfig, to_dict
+from plainrl.kit.errors import PlainRLError
+
+CHECKPOINT = "checkpoints/latest.pt"
+
+
+class NonFiniteError(PlainRLError):
+    """A logged metric (a loss, a value) became NaN or infinite."""
+
+
+class RunInterrupted(PlainRLError):
+    """Raised after the checkpoint that follows a Ctrl-C or SIGTERM has been written."""
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+
+    import plainrl
+
+    return {
+        "plainrl": plainrl.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def default_run_dir(algo: str, env: str, seed: int) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe_env = env.replace("/", "-").replace(":", "-")
+    return Path("runs") / f"{algo}_{safe_env}_s{seed}_{stamp}"
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The config.toml of an existing run (with 'algo' and 'meta'), or a clear error."""
+    path = Path(run_dir) / "config.toml"
+    if not path.is_file():
+        raise PlainRLError(f"{str(run_dir)!r} holds no run (no config.toml there)")
+    import tomllib
+
+    return tomllib.loads(path.read_text())
+
+
+def load_checkpoint_file(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise PlainRLError(f"{str(run_dir)!r} has no checkpoint yet ({CHECKPOINT} is missing)")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Run:
+    """One training run's folder. Create it with `Run.create`, reopen an interrupted one with `Run.resume`."""
+
+    def __init__(self, path: Path, algo: str, config: BaseConfig, resumed: bool, show_progress: bool = True):
+        self.dir = path
+        self.algo = algo
+        self.config = config
+        self.resumed = resumed
+        self.start_step = 0
+        self.elapsed_before = 0.0  # seconds of training in earlier sessions of this run
+        self.last_checkpoint_step = 0
+        self.stop_requested = False
+        self.step_hooks: list[Callable[[int, Any], bool]] = []  # benchmarks: evaluate, stop when solved
+        self._started = time.perf_counter()
+        self._previous_handlers: dict[int, Any] = {}
+        self._progress: Any = None
+        self._show_progress = show_progress
+        self._recent_returns: list[float] = []
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self.checkpoint_state = load_checkpoint_file(path) if resumed else None
+        if self.checkpoint_state is not None:
+            self.start_step = int(self.checkpoint_state["step"])
+            self.last_checkpoint_step = self.start_step
+            self.elapsed_before = float(self.checkpoint_state["elapsed"])
+        self._open_metrics()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tensorboard = SummaryWriter(str(path), purge_step=self.start_step + 1 if resumed else None)
+        self.wandb: Any = None
+        if config.wandb_project:
+            self._open_wandb()
+
+    # ----- creation -------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, algo: str, config: BaseConfig, run_dir: str | Path | None = None, show_progress: bool = True
+    ) -> Run:
+        path = Path(run_dir) if run_dir else default_run_dir(algo, config.env, config.seed)
+        if (path / "config.toml").exists():
+            raise PlainRLError(
+                f"{str(path)!r} already holds a run: `plainrl resume {path}` continues it, or choose another --run-dir"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        resolved = {
+            "algo": algo,
+            **to_dict(config),
+            "meta": {**versions(), "created": datetime.now().isoformat()},
+        }
+        (path / "config.toml").write_text(tomli_w.dumps(resolved))
+        seed_everything(config.seed)
+        return cls(path, algo, config, resumed=False, show_progress=show_progress)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, config: BaseConfig, show_progress: bool = True) -> Run:
+        algo = read_run_config(run_dir)["algo"]
+        run = cls(Path(run_dir), algo, config, resumed=True, show_progress=show_progress)
+        assert run.checkpoint_state is not None
+        restore_rng_states(run.checkpoint_state["rng"])
+        return run
+
+    # ----- metrics --------------------------------------------------------------------------------------
+    def _open_metrics(self) -> None:
+        path = self.dir / "metrics.csv"
+        rows: list[dict[str, str]] = []
+        self.columns: list[str] = ["step", "time"]
+        if path.exists() and self.resumed:  # keep only what the checkpoint covers
+            with path.open() as f:
+                reader = csv.DictReader(f)
+                self.columns = list(reader.fieldnames or self.columns)
+                rows = [row for row in reader if int(row["step"]) <= self.start_step]
+        self._metrics_file = path.open("w", newline="")
+        self._writer = csv.DictWriter(self._metrics_file, fieldnames=self.columns)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+        self._metrics_file.flush()
+
+    def _add_columns(self, new_columns: list[str]) -> None:
+        """A metric appeared for the first time: rewrite the CSV with the wider header."""
+        self._metrics_file.close()
+        path = self.dir / "metrics.csv"
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        self.columns += new_columns
+        self._metrics_file = path.open("w", newline="")
+        self._writer = csv.DictWriter(self._metrics_file, fieldnames=self.columns)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._started
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Append one row to metrics.csv, write the scalars to TensorBoard, advance the progress bar.
+
+        A NaN or infinite metric stops the run with a clear error before it can reach a checkpoint.
+        """
+        for key, value in metrics.items():
+            if not math.isfinite(value):
+                raise NonFiniteError(
+                    f"{key} = {value} at step {step}: training diverged. The last good checkpoint is at step "
+                    f"{self.last_checkpoint_step}; try a lower learning rate or a smaller max_grad_norm"
+                )
+        row: dict[str, float] = {"step": step, "time": round(self.elapsed(), 3), **metrics}
+        new_columns = [k for k in row if k not in self.columns]
+        if new_columns:
+            self._add_columns(new_columns)
+        self._writer.writerow(row)
+        self._metrics_file.flush()
+        for key, value in metrics.items():
+            self.tensorboard.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+        if "episode_return" in metrics:
+            self._recent_returns = (self._recent_returns + [metrics["episode_return"]])[-20:]
+        self._advance_progress(step)
+
+    def _open_wandb(self) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise PlainRLError("wandb_project is set but wandb is not installed: pip install plainrl[wandb]") from None
+        self.wandb = wandb.init(
+            project=self.config.wandb_project, name=self.dir.name, dir=str(self.dir), config=to_dict(self.config),
+            id=self.dir.name, resume="allow",
+        )  # fmt: skip
+
+    # ----- progress bar ---------------------------------------------------------------------------------
+    def _advance_progress(self, step: int) -> None:
+        if not self._show_progress:
+            return
+        if self._progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn(f"[bold]{self.algo}[/] {self.config.env}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]:>6.0f} steps/s  return {task.fields[recent]:>8.2f}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "train",
+                total=self.config.total_steps,
+                completed=self.start_step,
+                speed=0.0,
+                recent=float("nan"),
+            )
+            self._progress_origin = (time.perf_counter(), step)
+        origin_time, origin_step = self._progress_origin
+        speed = (step - origin_step) / max(time.perf_counter() - origin_time, 1e-9)
+        recent = float(np.mean(self._recent_returns)) if self._recent_returns else float("nan")
+        self._progress.update(self._task, completed=step, speed=speed, recent=recent)
+
+    # ----- hooks for benchmarks -------------------------------------------------------------------------
+    def call_step_hooks(self, step: int, agent: Any) -> bool:
+        """Run the registered hooks (benchmarks use them to evaluate); True means: stop training now."""
+        return any([hook(step, agent) for hook in self.step_hooks])
+
+    # ----- checkpoints ----------------------------------------------------------------------------------
+    def maybe_checkpoint(self, step: int, make_state: Callable[[], dict[str, Any]], final: bool = False) -> None:
+        """Checkpoint every `checkpoint_every` steps, at the end, and when a stop was requested."""
+        due = step - self.last_checkpoint_step >= self.config.checkpoint_every
+        if final or due or self.stop_requested:
+            self.save_checkpoint(step, make_state())
+        if self.stop_requested:
+            raise RunInterrupted(
+                f"interrupted at step {step}; checkpoint saved. Continue with: plainrl resume {self.dir}"
+            )
+
+    def save_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        full_state = {**state, "step": step, "elapsed": self.elapsed(), "rng": rng_states()}
+        path = self.dir / CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        torch.save(full_state, tmp)
+        os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+        self.last_checkpoint_step = step
+
+    # ----- signals and closing --------------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[sig] = signal.signal(sig, self._request_stop)
+        return self
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_requested:  # a second Ctrl-C: stop right now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        print(f"\n{signal.Signals(signum).name}: stopping at the end of this iteration", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        self._metrics_file.close()
+        self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+        from plainrl.kit.plots import plot_run
+
+        plot_run(self.dir)
+
+
+def rng_states() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])

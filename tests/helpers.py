@@ -1,0 +1,49 @@
+"""Tiny environments for tests, importable as `tests.helpers:ClassName` env ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+class CountingEnv(gym.Env):
+    """obs = [steps taken this episode]; the episode ends after `length` steps, by termination or truncation.
+    reward = 1 per step. Makes every transition checkable: next obs = obs + 1 unless it is a reset."""
+
+    def __init__(self, length: int = 3, terminate: bool = True) -> None:
+        self.length, self.terminate = length, terminate
+        self.observation_space = gym.spaces.Box(0, 100, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], dtype=np.float32), {}
+
+    def step(self, action: Any):
+        self.t += 1
+        ended = self.t >= self.length
+        obs = np.array([float(self.t)], dtype=np.float32)
+        return obs, 1.0, ended and self.terminate, ended and not self.terminate, {}
+
+
+class MultiBinaryEnv(gym.Env):
+    """An action space no classic algorithm here handles."""
+
+    observation_space = gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.MultiBinary(3)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action: Any):
+        return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
+
+
+def make_counting_env(length: int = 4) -> gym.Env:
+    """A factory, for the `module:factory` form of env ids."""
+    return CountingEnv(length=length, terminate=False)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from plainrl.kit.buffers import ReplayBuffer, compute_gae, discounted_returns
+
+
+def t(rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_gae_matches_hand_computation_within_one_episode():
+    # One env, three steps, no episode end; gamma = 0.9, lambda = 0.8.
+    rewards, values = t([[1.0], [2.0], [3.0]]), t([[0.5], [1.0], [1.5]])
+    next_values = t([[1.0], [1.5], [2.0]])  # V(s1), V(s2), V(s3)
+    zeros = torch.zeros(3, 1)
+    adv, ret = compute_gae(rewards, values, next_values, zeros, zeros, gamma=0.9, gae_lambda=0.8)
+    d2 = 3 + 0.9 * 2.0 - 1.5  # 3.3
+    d1 = 2 + 0.9 * 1.5 - 1.0  # 2.35
+    d0 = 1 + 0.9 * 1.0 - 0.5  # 1.4
+    a2 = d2
+    a1 = d1 + 0.72 * a2
+    a0 = d0 + 0.72 * a1
+    assert adv[:, 0].tolist() == pytest.approx([a0, a1, a2], abs=1e-6)
+    assert ret[:, 0].tolist() == pytest.approx([a0 + 0.5, a1 + 1.0, a2 + 1.5], abs=1e-6)
+
+
+def test_gae_truncation_bootstraps_and_termination_does_not():
+    # Step 0 ends an episode; the next state's value V(final obs) = 10.
+    rewards, values = t([[1.0], [1.0]]), t([[2.0], [3.0]])
+    next_values = t([[10.0], [4.0]])
+    ends = t([[1.0], [0.0]])
+    gamma, lam = 0.5, 0.9
+    truncated_adv, _ = compute_gae(rewards, values, next_values, torch.zeros(2, 1), ends, gamma, lam)
+    terminated_adv, _ = compute_gae(rewards, values, next_values, ends, ends, gamma, lam)
+    # Truncated: bootstrap from the final observation's value.
+    assert truncated_adv[0, 0].item() == pytest.approx(1 + 0.5 * 10 - 2)
+    # Terminated: the final state is worth nothing.
+    assert terminated_adv[0, 0].item() == pytest.approx(1 - 2)
+    # Either way the recursion does not reach across the boundary into step 1.
+    assert truncated_adv[1, 0].item() == pytest.approx(1 + 0.5 * 4 - 3)
+    assert terminated_adv[1, 0].item() == pytest.approx(1 + 0.5 * 4 - 3)
+
+
+def test_gae_with_lambda_one_and_no_ends_is_return_minus_value():
+    rewards = t([[1.0], [1.0], [1.0]])
+    values = t([[0.3], [0.2], [0.1]])
+    next_values = t([[0.2], [0.1], [0.0]])
+    zeros = torch.zeros(3, 1)
+    adv, ret = compute_gae(rewards, values, next_values, zeros, zeros, gamma=0.5, gae_lambda=1.0)
+    assert ret[:, 0].tolist() == pytest.approx([1.75, 1.5, 1.0], abs=1e-6)  # Monte Carlo returns
+
+
+def test_discounted_returns_reward_to_go():
+    assert discounted_returns(np.array([1.0, 0.0, 2.0]), 0.5).tolist() == pytest.approx([1.5, 1.0, 2.0])
+
+
+def test_replay_buffer_wraps_around_and_keeps_the_newest():
+    buffer = ReplayBuffer(capacity=5, obs_shape=(1,), action_shape=(), action_dtype=np.int64, seed=0)
+    for step in range(4):  # 2 envs per add: 8 transitions into 5 slots
+        obs = np.array([[2 * step], [2 * step + 1]], dtype=np.float32)
+        buffer.add(obs, np.array([0, 1]), obs[:, 0], obs + 100, np.array([0.0, 1.0]))
+    assert buffer.size == 5
+    assert buffer.position == 8 % 5
+    assert sorted(buffer.obs[:, 0].tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0]  # 0, 1, 2 were overwritten
+    batch = buffer.sample(64)
+    assert set(batch["obs"][:, 0].tolist()) <= {3.0, 4.0, 5.0, 6.0, 7.0}
+    # Each sampled row is one consistent transition.
+    assert torch.equal(batch["next_obs"], batch["obs"] + 100)
+    assert torch.equal(batch["rewards"], batch["obs"][:, 0])
+    assert torch.equal(batch["terminated"], (batch["obs"][:, 0] % 2 == 1).float())
+
+
+def test_replay_buffer_state_round_trip():
+    buffer = ReplayBuffer(capacity=4, obs_shape=(2,), action_shape=(1,), seed=3)
+    buffer.add(np.ones((3, 2)), np.zeros((3, 1)), np.arange(3.0), np.ones((3, 2)), np.zeros(3))
+    copy = ReplayBuffer(capacity=4, obs_shape=(2,), action_shape=(1,), seed=99)
+    copy.load_state_dict(buffer.state_dict())
+    assert torch.equal(copy.sample(8)["rewards"], buffer.sample(8)["rewards"])

@@ -1,0 +1,84 @@
+from dataclasses import dataclass
+
+import pytest
+
+from plainrl.kit.config import BaseConfig, apply, build_config, parse_set, require
+from plainrl.kit.errors import ConfigError
+
+
+@dataclass
+class ToyConfig(BaseConfig):
+    gamma: float = 0.99
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    normalize: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
+
+
+PRESETS = {"Acrobot-v1": {"gamma": 0.95, "total_steps": 5000}}
+
+
+def test_parse_set_reads_toml_literals_and_bare_words():
+    assert parse_set(["gamma=0.9", "hidden_sizes=[32, 32]", "env=CartPole-v1", "normalize=true"]) == {
+        "gamma": 0.9, "hidden_sizes": [32, 32], "env": "CartPole-v1", "normalize": True,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_set(["gamma"])
+
+
+def test_precedence_defaults_preset_file_set_flags(tmp_path):
+    file = tmp_path / "c.toml"
+    file.write_text("gamma = 0.9\ntotal_steps = 7000\nhidden_sizes = [8]\n")
+    config = build_config(ToyConfig, PRESETS, "Acrobot-v1", file, ["gamma=0.8"], {"seed": 3, "device": None})
+    assert (config.env, config.gamma, config.total_steps, config.seed) == ("Acrobot-v1", 0.8, 7000, 3)
+    assert config.hidden_sizes == (8,)
+    assert build_config(ToyConfig, PRESETS, "Acrobot-v1").gamma == 0.95  # the preset applies
+
+
+def test_values_are_coerced_to_field_types():
+    config = apply(ToyConfig(), {"total_steps": 1e5, "gamma": 1, "hidden_sizes": "32,16", "normalize": "yes"}, "x")
+    assert config.total_steps == 100_000 and isinstance(config.total_steps, int)
+    assert config.gamma == 1.0 and config.hidden_sizes == (32, 16) and config.normalize is True
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"gama": 0.9}, r"unknown key 'gama' in --set \(did you mean: gamma"),
+        ({"total_steps": 1.5}, "total_steps expects an integer, got 1.5"),
+        ({"gamma": "high"}, "gamma expects a number, got 'high'"),
+        ({"normalize": "maybe"}, "normalize expects true or false"),
+    ],
+)
+def test_bad_keys_and_types_are_named(values, message):
+    with pytest.raises(ConfigError, match=message):
+        apply(ToyConfig(), values, "--set")
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("gamma=1.5", r"gamma = 1.5 must be in \(0, 1\]"),
+        ("gamma=0", r"gamma = 0.0 must be in \(0, 1\]"),
+        ("total_steps=0", "total_steps = 0 must be > 0"),
+        ("device=tpu", "device = 'tpu' is not one of"),
+    ],
+)
+def test_out_of_range_values_are_rejected(item, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(ToyConfig, {}, set_items=[item])
+
+
+def test_bad_config_files(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("gamma = = 3\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        build_config(ToyConfig, {}, config_file=bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("learning_rat = 0.1\n")
+    with pytest.raises(ConfigError, match="unknown key 'learning_rat' in config file"):
+        build_config(ToyConfig, {}, config_file=unknown)
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(ToyConfig, {}, config_file=tmp_path / "missing.toml")
