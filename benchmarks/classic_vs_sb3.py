@@ -128,6 +128,12 @@ def main() -> None:
           f"evaluated every {args.eval_every} steps; seconds exclude evaluation")  # fmt: skip
     print(f"{'library':<8} {'seed':>4} {'seconds':>8} {'steps':>8}  last eval")
     medians: dict[str, float] = {}
+    for lib in args.libs:  # untimed warm-up: torch's one-time initialisation is nobody's training time
+        warm_up = dict(tracker_args, max_seconds=0.0)  # stops at the first evaluation
+        if lib == "plainrl":
+            run_plainrl(args.algo, args.env, 0, warm_up, args.overrides)
+        else:
+            run_sb3(args.algo, args.env, 0, warm_up)
     for lib in args.libs:
         seconds_list = []
         for seed in args.seeds:
