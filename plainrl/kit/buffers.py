@@ -2,8 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import gymnasium as gym
 import numpy as np
 import torch
+
+from plainrl.kit.envs import EpisodeStats, true_next_obs
+
+
+class RolloutBuffer:
+    """T steps x N envs of on-policy experience from a SAME_STEP vector env, stored as numpy (T, N, ...).
+
+    next_obs[t] is the state step t actually reached: the final observation where an episode ended, so
+    truncated steps can bootstrap from it. Per-step writes are numpy (cheap); `tensors` converts once.
+    """
+
+    def __init__(self, num_steps: int, num_envs: int, observation_space: gym.Space, action_space: gym.Space):
+        T, N = num_steps, num_envs
+        obs_shape, action_shape = observation_space.shape or (), action_space.shape or ()
+        self.num_steps = num_steps
+        self.obs = np.zeros((T, N, *obs_shape), dtype=np.float32)
+        self.next_obs = np.zeros((T, N, *obs_shape), dtype=np.float32)
+        self.actions = np.zeros((T, N, *action_shape), dtype=action_space.dtype)
+        self.logprobs = np.zeros((T, N), dtype=np.float32)
+        self.rewards = np.zeros((T, N), dtype=np.float32)
+        self.terminated = np.zeros((T, N), dtype=np.float32)
+        self.episode_ends = np.zeros((T, N), dtype=np.float32)
+
+    def collect(
+        self,
+        envs: gym.vector.VectorEnv,
+        obs: np.ndarray,
+        policy: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        episode_stats: EpisodeStats,
+        reward_transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Run `policy` (obs -> actions, log-probs) for num_steps steps from `obs`; returns the obs to go on from.
+
+        Episode statistics see the raw rewards; the buffer stores them after `reward_transform` (scaling).
+        """
+        for t in range(self.num_steps):
+            actions, logprobs = policy(obs)
+            self.obs[t], self.actions[t], self.logprobs[t] = obs, actions, logprobs
+            obs, rewards, terminated, truncated, infos = envs.step(actions)
+            episode_ends = terminated | truncated
+            episode_stats.update(rewards, episode_ends)
+            self.rewards[t] = reward_transform(rewards, episode_ends) if reward_transform else rewards
+            self.terminated[t], self.episode_ends[t] = terminated, episode_ends
+            self.next_obs[t] = true_next_obs(obs, infos)
+        return obs
+
+    def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        names = ("obs", "next_obs", "actions", "logprobs", "rewards", "terminated", "episode_ends")
+        return {name: torch.as_tensor(getattr(self, name), device=device) for name in names}
 
 
 def compute_gae(

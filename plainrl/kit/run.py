@@ -251,11 +251,20 @@ class Run:
         return any([hook(step, agent) for hook in self.step_hooks])
 
     # ----- checkpoints ----------------------------------------------------------------------------------
-    def maybe_checkpoint(self, step: int, make_state: Callable[[], dict[str, Any]], final: bool = False) -> None:
-        """Checkpoint every `checkpoint_every` steps, at the end, and when a stop was requested."""
+    def restore(self, objects: dict[str, Any]) -> bool:
+        """On a resumed run, load each object's state (anything with load_state_dict) from the checkpoint."""
+        if self.checkpoint_state is None:
+            return False
+        for name, obj in objects.items():
+            if obj is not None:
+                obj.load_state_dict(self.checkpoint_state[name])
+        return True
+
+    def maybe_checkpoint(self, step: int, objects: dict[str, Any], final: bool = False) -> None:
+        """Checkpoint the objects' state_dicts every `checkpoint_every` steps, at the end, and on a stop request."""
         due = step - self.last_checkpoint_step >= self.config.checkpoint_every
         if final or due or self.stop_requested:
-            self.save_checkpoint(step, make_state())
+            self.save_checkpoint(step, {name: obj.state_dict() for name, obj in objects.items() if obj is not None})
         if self.stop_requested:
             raise RunInterrupted(
                 f"interrupted at step {step}; checkpoint saved. Continue with: plainrl resume {self.dir}"
@@ -300,10 +309,15 @@ class Run:
 
 
 def rng_states() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
