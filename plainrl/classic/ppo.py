@@ -23,15 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
 from plainrl.kit.config import BaseConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import flat_dim, mlp, policy_head, resolve_device
-from plainrl.kit.normalize import ObsNormalizer, RewardScaler
+from plainrl.kit.nets import ActorCritic, resolve_device
+from plainrl.kit.normalize import RewardScaler
 from plainrl.kit.run import Run
 
 ACTION_SPACES = ("Discrete", "Box")
@@ -103,42 +102,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class Agent(nn.Module):
-    """Separate actor and critic MLPs over (optionally normalised) observations."""
-
-    def __init__(self, config: Config, observation_space: gym.Space, action_space: gym.Space) -> None:
-        super().__init__()
-        obs_dim = flat_dim(observation_space)
-        self.obs_normalizer: nn.Module = ObsNormalizer((obs_dim,)) if config.normalize_obs else nn.Identity()
-        self.actor = mlp(obs_dim, config.hidden_sizes, flat_dim(action_space), config.activation, out_gain=0.01)
-        self.critic = mlp(obs_dim, config.hidden_sizes, 1, config.activation, out_gain=1.0)
-        self.head = policy_head(action_space)
-
-    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits (discrete) or means (continuous), (B, action_dim)."""
-        return self.actor(self.obs_normalizer(obs))
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.obs_normalizer(obs)).squeeze(-1)
-
-    @torch.inference_mode()
-    def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rollout-time sampling: numpy observations in, (actions, their log-probs) out."""
-        output = self.policy_output(torch.as_tensor(obs, device=self.device))
-        actions = self.head.sample(output)
-        return actions.cpu().numpy(), self.head.log_prob(output, actions).cpu().numpy()
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        output = self.policy_output(obs)
-        return self.head.mode(output) if deterministic else self.head.sample(output)
-
-
-def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> Agent:
-    return Agent(config, observation_space, action_space)
+def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+    return ActorCritic(observation_space, action_space, config.hidden_sizes, config.activation, config.normalize_obs)
 
 
 def ppo_loss(
@@ -177,11 +142,11 @@ def ppo_loss(
     return loss, diagnostics
 
 
-def train(config: Config, run: Run) -> Agent:
+def train(config: Config, run: Run) -> ActorCritic:
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed, asynchronous=config.async_envs)
-    agent = Agent(config, envs.single_observation_space, envs.single_action_space).to(device)
+    agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
     reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.normalize_reward else None
 
@@ -248,12 +213,11 @@ def train(config: Config, run: Run) -> Agent:
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm, foreach=True)
                 optimizer.step()
             if config.target_kl and diagnostics["approx_kl"] > config.target_kl:
                 break
-        if isinstance(agent.obs_normalizer, ObsNormalizer):  # statistics move only between updates
-            agent.obs_normalizer.update(b_obs)
+        agent.update_obs_statistics(b_obs)  # statistics move only between updates
 
         # 4. Log, checkpoint, and let benchmark hooks evaluate.
         explained_var = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
