@@ -33,17 +33,25 @@ def mlp(
     hidden_sizes: tuple[int, ...],
     out_dim: int,
     activation: str = "tanh",
-    out_gain: float = 1.0,
+    out_gain: float | None = 1.0,
 ) -> nn.Sequential:
-    """in_dim -> hidden_sizes (each followed by `activation`) -> out_dim, orthogonally initialised."""
+    """in_dim -> hidden_sizes (each followed by `activation`) -> out_dim.
+
+    Orthogonally initialised (gain sqrt(2), last layer `out_gain`), as policy-gradient methods rely on; with
+    out_gain=None PyTorch's default initialisation is kept, as value-based methods (DQN) usually use.
+    """
     if activation not in ACTIVATIONS:
         raise ConfigError(f"activation = {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+
+    def init(layer: nn.Linear, gain: float) -> nn.Linear:
+        return layer if out_gain is None else layer_init(layer, gain)
+
     layers: list[nn.Module] = []
     last = in_dim
     for size in hidden_sizes:
-        layers += [layer_init(nn.Linear(last, size)), ACTIVATIONS[activation]()]
+        layers += [init(nn.Linear(last, size), math.sqrt(2)), ACTIVATIONS[activation]()]
         last = size
-    layers.append(layer_init(nn.Linear(last, out_dim), gain=out_gain))
+    layers.append(init(nn.Linear(last, out_dim), out_gain or 1.0))
     return nn.Sequential(*layers)
 
 
@@ -188,13 +196,14 @@ class QNetwork(nn.Module):
         super().__init__()
         obs_dim, n_actions = flat_dim(observation_space), flat_dim(action_space)
         self.dueling = dueling
+        # PyTorch's default initialisation (out_gain=None), as in the DQN references (SB3, CleanRL).
         if dueling:
-            self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation)
+            self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation, out_gain=None)
             self.trunk.append(ACTIVATIONS[activation]())
-            self.value_head = layer_init(nn.Linear(hidden_sizes[-1], 1), gain=1.0)
-            self.advantage_head = layer_init(nn.Linear(hidden_sizes[-1], n_actions), gain=1.0)
+            self.value_head = nn.Linear(hidden_sizes[-1], 1)
+            self.advantage_head = nn.Linear(hidden_sizes[-1], n_actions)
         else:
-            self.q = mlp(obs_dim, hidden_sizes, n_actions, activation, out_gain=1.0)
+            self.q = mlp(obs_dim, hidden_sizes, n_actions, activation, out_gain=None)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.dueling:
