@@ -14,7 +14,6 @@ Unlike PPO there is no old policy and no ratio: each rollout is used for exactly
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +125,6 @@ def train(config: Config, run: Run) -> ActorCritic:
     rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space)
     obs, _ = envs.reset(seed=config.seed + global_step)
     episode_stats = EpisodeStats(N)
-    window_start, window_steps = time.perf_counter(), 0
 
     for iteration in range(global_step // batch_size, num_iterations):
         if config.anneal_lr:
@@ -135,7 +133,6 @@ def train(config: Config, run: Run) -> ActorCritic:
         # 1. A short rollout with the current policy.
         obs = rollout.collect(envs, obs, agent.sample, episode_stats, reward_scaler)
         global_step += batch_size
-        window_steps += batch_size
 
         # 2. n-step returns (or GAE) bootstrapped from V of the state each step reached.
         data = rollout.tensors(device)
@@ -162,18 +159,15 @@ def train(config: Config, run: Run) -> ActorCritic:
 
         # 4. Log, checkpoint, and let benchmark hooks evaluate.
         if iteration % log_every == 0 or iteration == num_iterations - 1:
-            now = time.perf_counter()
             run.log(
                 global_step,
                 {
                     **{name: value.item() for name, value in diagnostics.items()},
                     "loss": loss.item(),
                     "learning_rate": optimizer.param_groups[0]["lr"],
-                    "steps_per_second": window_steps / (now - window_start),
                     **episode_stats.pop(),
                 },
             )
-            window_start, window_steps = now, 0
         run.maybe_checkpoint(global_step, stateful)
         if run.call_step_hooks(global_step, agent):
             break

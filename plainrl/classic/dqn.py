@@ -16,7 +16,6 @@ heads (Wang et al. 2016) and n-step returns as options.
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +150,7 @@ def train(config: Config, run: Run) -> QNetwork:
     obs, _ = envs.reset(seed=config.seed + global_step)
     episode_stats = EpisodeStats(config.num_envs)
     since_train, since_target = 0, 0
-    window_start, window_steps = time.perf_counter(), 0
+    steps_since_log = 0
     losses: list[torch.Tensor] = []
     q_means: list[torch.Tensor] = []
 
@@ -172,7 +171,7 @@ def train(config: Config, run: Run) -> QNetwork:
         global_step += config.num_envs
         since_train += config.num_envs
         since_target += config.num_envs
-        window_steps += config.num_envs
+        steps_since_log += config.num_envs
 
         # 2. Learn from replayed minibatches.
         if global_step >= config.learning_starts and since_train >= config.train_frequency:
@@ -198,13 +197,12 @@ def train(config: Config, run: Run) -> QNetwork:
             polyak_update(target_network, q_network, config.tau)
 
         # 3. Log about every 1000 env steps, checkpoint, and let benchmark hooks evaluate.
-        if window_steps >= 1000 or global_step >= config.total_steps:
-            now = time.perf_counter()
-            metrics = {"epsilon": epsilon, "steps_per_second": window_steps / (now - window_start)}
+        if steps_since_log >= 1000 or global_step >= config.total_steps:
+            metrics = {"epsilon": epsilon}
             if losses:
                 metrics |= {"td_loss": torch.stack(losses).mean().item(), "q_mean": torch.stack(q_means).mean().item()}
             run.log(global_step, metrics | episode_stats.pop())
-            window_start, window_steps, losses, q_means = now, 0, [], []
+            steps_since_log, losses, q_means = 0, [], []
         run.maybe_checkpoint(global_step, stateful)
         if run.call_step_hooks(global_step, q_network):
             break

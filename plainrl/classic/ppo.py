@@ -18,7 +18,6 @@ divides rewards by the running std of the discounted return and is saved in the 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +165,6 @@ def train(config: Config, run: Run) -> ActorCritic:
     episode_stats = EpisodeStats(N)
 
     for iteration in range(global_step // batch_size, num_iterations):
-        iteration_start = time.perf_counter()
         progress_left = 1.0 - iteration / num_iterations
         if config.anneal_lr:
             optimizer.param_groups[0]["lr"] = progress_left * config.learning_rate
@@ -228,7 +226,6 @@ def train(config: Config, run: Run) -> ActorCritic:
                 "loss": loss.item(),
                 "explained_variance": float(explained_var),
                 "learning_rate": optimizer.param_groups[0]["lr"],
-                "steps_per_second": batch_size / (time.perf_counter() - iteration_start),
                 **episode_stats.pop(),
             },
         )

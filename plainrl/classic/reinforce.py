@@ -14,7 +14,6 @@ V(final observation); without one the tail counts as 0.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +102,6 @@ def train(config: Config, run: Run) -> ActorCritic:
     # Each env's episode in progress: observations, actions, rewards.
     ongoing: list[dict[str, list]] = [{"obs": [], "actions": [], "rewards": []} for _ in range(config.num_envs)]
     finished: list[dict[str, np.ndarray]] = []  # complete episodes waiting for the next update
-    window_start, window_steps = time.perf_counter(), 0
 
     while global_step < config.total_steps:
         # 1. Step all envs; move each episode that ends into `finished` with its reward-to-go.
@@ -126,7 +124,6 @@ def train(config: Config, run: Run) -> ActorCritic:
                 ongoing[i] = {"obs": [], "actions": [], "rewards": []}
         obs = next_obs
         global_step += config.num_envs
-        window_steps += config.num_envs
         if len(finished) < config.episodes_per_update:
             continue
 
@@ -149,17 +146,14 @@ def train(config: Config, run: Run) -> ActorCritic:
         finished = []
 
         # 3. Log, checkpoint, and let benchmark hooks evaluate.
-        now = time.perf_counter()
         run.log(
             global_step,
             {
                 **{name: value.item() for name, value in diagnostics.items()},
                 "loss": loss.item(),
-                "steps_per_second": window_steps / (now - window_start),
                 **episode_stats.pop(),
             },
         )
-        window_start, window_steps = now, 0
         run.maybe_checkpoint(global_step, stateful)
         if run.call_step_hooks(global_step, agent):
             break

@@ -15,7 +15,6 @@ that action is not in the batch, a' is drawn from the same epsilon-greedy policy
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +108,6 @@ def train(config: Config, run: Run) -> QNetwork:
         return actions.cpu().numpy(), np.zeros(len(obs), dtype=np.float32)  # (no log-probs for a Q-method)
 
     for iteration in range(global_step // batch_size, num_iterations):
-        iteration_start = time.perf_counter()
         fraction = min(1.0, iteration / decay_iterations)
         epsilon = config.start_epsilon + fraction * (config.end_epsilon - config.start_epsilon)
 
@@ -147,7 +145,6 @@ def train(config: Config, run: Run) -> QNetwork:
                 "td_loss": loss.item(),
                 "q_mean": q_taken.mean().item(),
                 "epsilon": epsilon,
-                "steps_per_second": batch_size / (time.perf_counter() - iteration_start),
                 **episode_stats.pop(),
             },
         )

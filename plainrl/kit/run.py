@@ -115,6 +115,7 @@ class Run:
             self.last_checkpoint_step = self.start_step
             self.elapsed_before = float(self.checkpoint_state["elapsed"])
         self._open_metrics()
+        self._last_log = (self.start_step, time.perf_counter())  # for steps_per_second between two logs
         from torch.utils.tensorboard import SummaryWriter
 
         self.tensorboard = SummaryWriter(str(path), purge_step=self.start_step + 1 if resumed else None)
@@ -182,7 +183,8 @@ class Run:
         return self.elapsed_before + time.perf_counter() - self._started
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Append one row to metrics.csv, write the scalars to TensorBoard, advance the progress bar.
+        """Append one row to metrics.csv (with steps_per_second since the last row), write the scalars to
+        TensorBoard, advance the progress bar.
 
         A NaN or infinite metric stops the run with a clear error before it can reach a checkpoint.
         """
@@ -192,6 +194,10 @@ class Run:
                     f"{key} = {value} at step {step}: training diverged. The last good checkpoint is at step "
                     f"{self.last_checkpoint_step}; try a lower learning rate or a smaller max_grad_norm"
                 )
+        now = time.perf_counter()
+        steps_per_second = (step - self._last_log[0]) / max(now - self._last_log[1], 1e-9)
+        self._last_log = (step, now)
+        metrics = {**metrics, "steps_per_second": steps_per_second}
         row: dict[str, float] = {"step": step, "time": round(self.elapsed(), 3), **metrics}
         new_columns = [k for k in row if k not in self.columns]
         if new_columns:

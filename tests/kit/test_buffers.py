@@ -54,7 +54,7 @@ def test_gae_with_lambda_one_and_no_ends_is_return_minus_value():
 def test_discounted_returns_reward_to_go():
     assert discounted_returns(np.array([1.0, 0.0, 2.0]), 0.5).tolist() == pytest.approx([1.5, 1.0, 2.0])
     # A truncated episode bootstraps its tail: G_2 = 2 + 0.5 * 8.
-    assert discounted_returns(np.array([1.0, 0.0, 2.0]), 0.5, final_value=8.0).tolist() == pytest.approx([3.5, 5, 6])
+    assert discounted_returns(np.array([1.0, 0.0, 2.0]), 0.5, final_value=8.0).tolist() == pytest.approx([2.5, 3, 6])
 
 
 def test_replay_buffer_wraps_around_and_keeps_the_newest():
