@@ -28,11 +28,18 @@ def read_metrics(run_dir: str | Path) -> dict[str, np.ndarray]:
 
 
 def curve_key(metrics: dict[str, np.ndarray]) -> str | None:
-    return next((k for k in CURVE_KEYS if k in metrics and np.isfinite(metrics[k]).any()), None)
+    keys = curve_keys(metrics)
+    return keys[0] if keys else None
 
 
-def smooth(values: np.ndarray, window: int = 10) -> np.ndarray:
-    """Trailing moving average over the finite values."""
+def curve_keys(metrics: dict[str, np.ndarray]) -> list[str]:
+    """The curve metrics this run logged, in CURVE_KEYS order (GRPO: reward and held-out accuracy)."""
+    return [k for k in CURVE_KEYS if k in metrics and np.isfinite(metrics[k]).any()]
+
+
+def smooth(values: np.ndarray, window: int | None = None) -> np.ndarray:
+    """Trailing moving average; the default window (at most 10) shrinks for short series such as periodic evals."""
+    window = window or min(10, max(1, len(values) // 5))
     out = np.empty_like(values)
     for i in range(len(values)):
         recent = values[max(0, i - window + 1) : i + 1]
@@ -42,21 +49,22 @@ def smooth(values: np.ndarray, window: int = 10) -> np.ndarray:
 
 
 def plot_run(run_dir: str | Path) -> Path | None:
-    """curve.png: the run's return (raw and smoothed) against env steps."""
+    """curve.png: one panel per curve metric the run logged (raw and smoothed) against its steps."""
     metrics = read_metrics(run_dir)
-    key = curve_key(metrics)
-    if key is None:
+    keys = curve_keys(metrics)
+    if not keys:
         return None
-    steps, values = metrics["step"], metrics[key]
-    finite = np.isfinite(values)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps[finite], values[finite], alpha=0.3, color="C0", label=key)
-    ax.plot(steps[finite], smooth(values[finite]), color="C0", label=f"{key} (smoothed)")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(key.replace("_", " "))
-    ax.set_title(Path(run_dir).name, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 3 + 1.5 * len(keys)), sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], keys, strict=True):
+        steps, values = metrics["step"], metrics[key]
+        finite = np.isfinite(values)
+        ax.plot(steps[finite], values[finite], alpha=0.3, color="C0", label=key)
+        ax.plot(steps[finite], smooth(values[finite]), color="C0", label=f"{key} (smoothed)")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0, 0].set_title(Path(run_dir).name, fontsize=9)
+    axes[-1, 0].set_xlabel("steps")
     fig.tight_layout()
     out = Path(run_dir) / "curve.png"
     fig.savefig(out, dpi=100)
