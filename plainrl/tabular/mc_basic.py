@@ -1,0 +1,61 @@
+"""MC basic (Zhao 5.2): policy iteration whose policy evaluation averages sampled returns instead of solving
+the Bellman equation, so it needs no model. The simplest Monte Carlo control, and the least efficient.
+
+    pi = the policy that takes action 0 everywhere
+    repeat:
+        for every state s and action a:                                     policy evaluation
+            play `episodes_per_pair` episodes that start in s with action a and then follow pi
+            q(s, a) = the mean of their returns
+        pi(s) = argmax_a q(s, a) for every s                                policy improvement
+
+Episodes last at most max_episode_steps: long enough to reach the target, or q stays blind to it (Zhao's
+episode-length example). One run step is one env step; the iteration under way when total_steps is reached
+is finished. Starting in a chosen state needs env.unwrapped.s and P (GridWorld, Gymnasium's toy-text envs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from plainrl.kit.config import require
+from plainrl.kit.run import Run
+from plainrl.tabular import mc
+from plainrl.tabular.plots import draw_pictures
+from plainrl.tabular.tables import (
+    ACTION_SPACES, OBSERVATION_SPACES, EpisodeLoop, ModelFreeConfig, QTableAgent, build_agent, check_settable_state,
+    model_of,
+)  # fmt: skip
+
+__all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
+
+PRESETS = mc.PRESETS
+check_env = check_settable_state  # the registry checks the env before training
+
+
+@dataclass
+class Config(ModelFreeConfig):
+    episodes_per_pair: int = 1  # returns averaged per (s, a) and iteration: 1 is exact on a deterministic env
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.episodes_per_pair >= 1, f"episodes_per_pair = {self.episodes_per_pair} must be >= 1")
+
+
+def train(config: Config, run: Run | None = None) -> QTableAgent:
+    loop = EpisodeLoop(config, run)
+    q = loop.q
+    states = np.flatnonzero(model_of(loop.env).visitable)  # where an episode can start
+    while loop.running():
+        policy = q.argmax(1)  # improvement on the last evaluation (at first: action 0 everywhere)
+        for state in states:
+            for action in range(loop.n_actions):
+                returns = [
+                    mc.discounted_return(
+                        mc.play_episode(loop, loop.start_at(state), action, lambda s: int(policy[s])), config.gamma
+                    )
+                    for _ in range(config.episodes_per_pair)
+                ]
+                q[state, action] = np.mean(returns)
+    return loop.finish()
