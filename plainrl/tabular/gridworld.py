@@ -5,7 +5,7 @@ Gymnasium API. Registered as `plainrl/GridWorld-v0` (the default layout below, e
     . F F . .      F  forbidden: the agent may enter it, and is charged r_forbidden each time it does
     . . F . .      T  the target: entering it (or staying in it) earns r_target
     . F T F .      #  a wall: moving into it is like moving off the grid (the agent stays, charged r_boundary)
-    . F . . .      S  the start cell (without one, every episode starts in a random cell that is not T or #)
+    . F . . .      S  the start cell (without one, every episode starts in a random free cell '.')
 
 States are cells numbered row * ncol + col, as in FrozenLake and CliffWalking. Actions: 0 up, 1 right,
 2 down, 3 left, 4 stay. Moving into a free cell earns r_other (0). With probability `slip` the grid ignores
@@ -72,7 +72,7 @@ class GridWorld(gym.Env):
         self.P: dict[int, dict[int, list[tuple[float, int, float, bool]]]] = {
             s: {a: self._outcomes(s, a) for a in range(n_actions)} for s in range(n_states)
         }
-        starts = self.cells("S") or [s for s in range(n_states) if self.kind(s) not in "T#"]
+        starts = self.cells("S") or self.cells(".")
         self.initial_state_distrib = np.zeros(n_states)
         self.initial_state_distrib[starts] = 1.0 / len(starts)
         self.s = starts[0]

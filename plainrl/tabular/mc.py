@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from plainrl.kit.config import require
 from plainrl.tabular.tables import EpisodeLoop, ModelFreeConfig
 
 
@@ -34,51 +35,65 @@ def mc_mean(samples: np.ndarray) -> np.ndarray:
 @dataclass
 class MCConfig(ModelFreeConfig):
     first_visit: bool = True  # average only the return after the first visit to (s, a) in an episode (else every)
+    # 0: q(s, a) is the mean of all its returns (the textbooks' algorithms). Above 0: constant-step MC,
+    # q(s, a) += step_size * (G - q(s, a)) (Sutton & Barto 6.1), which forgets the returns of earlier, worse
+    # policies geometrically instead of keeping them in the mean forever.
+    step_size: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        require(0 <= self.step_size <= 1, f"step_size = {self.step_size} must be in [0, 1]")
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "plainrl/GridWorld-v0": dict(gamma=0.9, total_steps=100_000, max_episode_steps=30),
-    "CliffWalking-v1": dict(gamma=0.99, total_steps=100_000, max_episode_steps=100),
+PRESETS: dict[str, dict[str, Any]] = {  # what the Monte Carlo methods share; each adds its own
+    "plainrl/GridWorld-v0": dict(gamma=0.9, total_steps=50_000, max_episode_steps=20),
+    "CliffWalking-v1": dict(gamma=0.99, total_steps=50_000, max_episode_steps=50),
     "FrozenLake-v1": dict(gamma=0.99, total_steps=300_000),
     "Taxi-v4": dict(gamma=0.99, total_steps=300_000, max_episode_steps=200),
 }
 
 RETURN_TABLES = ("returns_sum", "returns_count")
-Episode = list[tuple[int, int, float]]  # (S_t, A_t, R_t+1) for t = 0, 1, ...
+
+
+@dataclass
+class Episode:
+    steps: list[tuple[int, int, float]]  # (S_t, A_t, R_t+1) for t = 0, 1, ..., T-1
+    # Where a time limit cut the episode, the agent could have gone on: the value it would still have collected,
+    # Q(S_T, A_T) with A_T from the policy, completes every return (a cut continuing task would otherwise bias
+    # every return low). Where the episode terminated, nothing follows: 0.
+    tail: float = 0.0
 
 
 def play_episode(loop: EpisodeLoop, state: int, action: int, policy: Callable[[int], int]) -> Episode:
     """Take `action` in `state` (where the episode has just begun), then follow `policy` to the episode's end."""
-    episode = []
+    episode = Episode(steps=[])
     done = False
     while not done:
         next_state, reward, terminated, truncated = loop.step(action)
-        episode.append((state, action, reward))
+        episode.steps.append((state, action, reward))
         state, done = next_state, terminated or truncated
-        if not done:
+        if truncated:
+            episode.tail = float(loop.q[state, policy(state)])
+        elif not done:
             action = policy(state)
     return episode
 
 
-def discounted_return(episode: Episode, gamma: float) -> float:
-    """G_0 = R_1 + gamma R_2 + gamma^2 R_3 + ..."""
-    return sum(gamma**t * reward for t, (_, _, reward) in enumerate(episode))
+def returns(episode: Episode, gamma: float) -> np.ndarray:
+    """G_t = R_t+1 + gamma * G_t+1 for every t, computed backward from G_T = the episode's tail."""
+    G = np.zeros(len(episode.steps))
+    later = episode.tail
+    for t in reversed(range(len(episode.steps))):
+        later = G[t] = episode.steps[t][2] + gamma * later
+    return G
 
 
 def returns_to_average(episode: Episode, gamma: float, first_visit: bool) -> list[tuple[int, int, float]]:
-    """(S_t, A_t, G_t) for the visits whose return the estimate of q(S_t, A_t) averages.
-
-    G_t = R_t+1 + gamma G_t+1, computed backward from the end. First-visit keeps only the earliest visit to
-    each (s, a) in the episode; every-visit keeps them all. (A truncated episode's returns stop at the cut.)
-    """
-    returns = np.zeros(len(episode))
-    G = 0.0
-    for t in reversed(range(len(episode))):
-        G = episode[t][2] + gamma * G
-        returns[t] = G
+    """(S_t, A_t, G_t) for the visits whose return the estimate of q(S_t, A_t) averages: first-visit keeps only
+    the earliest visit to each (s, a) in the episode, every-visit keeps them all."""
     seen: set[tuple[int, int]] = set()
     visits = []
-    for (state, action, _), G in zip(episode, returns, strict=True):
+    for (state, action, _), G in zip(episode.steps, returns(episode, gamma), strict=True):
         if first_visit and (state, action) in seen:
             continue
         seen.add((state, action))
@@ -93,7 +108,10 @@ def average_returns(loop: EpisodeLoop, episode: Episode, config: MCConfig) -> No
     for state, action, G in returns_to_average(episode, config.gamma, config.first_visit):
         returns_sum[state, action] += G
         returns_count[state, action] += 1
-        loop.q[state, action] = returns_sum[state, action] / returns_count[state, action]
+        if config.step_size > 0:
+            loop.q[state, action] += config.step_size * (G - loop.q[state, action])
+        else:
+            loop.q[state, action] = returns_sum[state, action] / returns_count[state, action]
 
 
 if __name__ == "__main__":

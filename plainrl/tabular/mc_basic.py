@@ -7,10 +7,12 @@ the Bellman equation, so it needs no model. The simplest Monte Carlo control, an
             play `episodes_per_pair` episodes that start in s with action a and then follow pi
             q(s, a) = the mean of their returns
         pi(s) = argmax_a q(s, a) for every s                                policy improvement
+    until pi stops changing
 
 Episodes last at most max_episode_steps: long enough to reach the target, or q stays blind to it (Zhao's
-episode-length example). One run step is one env step; the iteration under way when total_steps is reached
-is finished. Starting in a chosen state needs env.unwrapped.s and P (GridWorld, Gymnasium's toy-text envs).
+episode-length example); an episode cut there is completed with the current estimate of where it was
+cut (see mc.Episode). One run step is one env step; the iteration under way when total_steps is reached is
+finished. Starting in a chosen state needs env.unwrapped.s and P (GridWorld, Gymnasium's toy-text envs).
 """
 
 from __future__ import annotations
@@ -47,15 +49,17 @@ def train(config: Config, run: Run | None = None) -> QTableAgent:
     loop = EpisodeLoop(config, run)
     q = loop.q
     states = np.flatnonzero(model_of(loop.env).visitable)  # where an episode can start
+    policy = q.argmax(1)  # greedy in the last evaluation (at first: action 0 everywhere)
     while loop.running():
-        policy = q.argmax(1)  # improvement on the last evaluation (at first: action 0 everywhere)
         for state in states:
             for action in range(loop.n_actions):
-                returns = [
-                    mc.discounted_return(
-                        mc.play_episode(loop, loop.start_at(state), action, lambda s: int(policy[s])), config.gamma
-                    )
+                episodes = [
+                    mc.play_episode(loop, loop.start_at(state), action, lambda s: int(policy[s]))
                     for _ in range(config.episodes_per_pair)
                 ]
-                q[state, action] = np.mean(returns)
+                q[state, action] = np.mean([mc.returns(episode, config.gamma)[0] for episode in episodes])
+        improved = q.argmax(1)
+        if (improved == policy).all():  # policy iteration's stopping rule: improvement changes nothing
+            break
+        policy = improved
     return loop.finish()

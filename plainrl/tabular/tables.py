@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from plainrl.kit.config import BaseConfig, require
-from plainrl.kit.envs import EpisodeStats, make_env
+from plainrl.kit.envs import make_env
 from plainrl.kit.errors import PlainRLError
 from plainrl.kit.run import Run
 
@@ -112,8 +112,10 @@ def build_agent(config: BaseConfig, observation_space: gym.Space, action_space: 
 # ----- choosing actions -----------------------------------------------------------------------------------
 def greedy_action(q_row: np.ndarray, rng: np.random.Generator) -> int:
     """argmax_a Q(s, a), ties broken at random (always taking the first would starve the others)."""
-    best = np.flatnonzero(q_row == q_row.max())
-    return int(best[0]) if len(best) == 1 else int(rng.choice(best))
+    values = q_row.tolist()  # a handful of actions: plain Python is quicker than numpy here
+    best_value = max(values)
+    best = [action for action, value in enumerate(values) if value == best_value]
+    return best[0] if len(best) == 1 else best[int(rng.integers(len(best)))]
 
 
 def epsilon_greedy(q_row: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
@@ -224,8 +226,8 @@ class EpisodeLoop:
         return loop.finish()
 
     `running()` is the only place that logs and checkpoints, so call it where the tables are consistent (between
-    episodes). Every episode's env seed is drawn from the loop's own RNG, which is checkpointed: a resumed run
-    takes exactly the steps the uninterrupted run would have taken. `run` may be None (tests, notebooks).
+    episodes). The loop's RNG and the env's are checkpointed: a resumed run takes exactly the steps the
+    uninterrupted run would have taken. `run` may be None (tests, notebooks).
     """
 
     def __init__(self, config: ModelFreeConfig, run: Run | None = None, tables: tuple[str, ...] = ()) -> None:
@@ -238,9 +240,10 @@ class EpisodeLoop:
         # What else the method learns, shaped like Q, that a resume needs (MC's sums and counts of returns).
         self.tables = {name: np.zeros_like(self.q) for name in tables}
         self.rng = np.random.default_rng(config.seed)
+        self.env.reset(seed=config.seed)  # seeds the env's RNG once; its state is checkpointed with the loop's
         self.steps, self.episodes = 0, 0
-        self.episode_steps = 0
-        self.stats = EpisodeStats(1)
+        self.episode_steps, self.episode_return = 0, 0.0
+        self.finished: list[tuple[float, int]] = []  # (return, length) of the episodes since the last log
         self.last_log = 0
         self.stop = False
         if run is not None and run.checkpoint_state is not None:
@@ -249,6 +252,7 @@ class EpisodeLoop:
             for name, table in self.tables.items():
                 table[...] = state["tables"][name]
             self.rng.bit_generator.state = state["loop_rng"]
+            self.env.unwrapped.np_random.bit_generator.state = state["env_rng"]
             self.steps, self.episodes = run.start_step, int(state["episodes"])
             self.last_log = self.steps
 
@@ -272,8 +276,8 @@ class EpisodeLoop:
         return self.steps < self.config.total_steps and not self.stop
 
     def reset(self) -> int:
-        state, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
-        self.episode_steps = 0
+        state, _ = self.env.reset()
+        self.episode_steps, self.episode_return = 0, 0.0
         return int(state)
 
     def start_at(self, state: int) -> int:
@@ -289,9 +293,10 @@ class EpisodeLoop:
         self.steps += 1
         self.episode_steps += 1
         truncated = truncated or (self.episode_steps >= self.config.max_episode_steps and not terminated)
-        self.stats.update(np.array([float(reward)]), np.array([terminated or truncated]))
+        self.episode_return += float(reward)
         if terminated or truncated:
             self.episodes += 1
+            self.finished.append((self.episode_return, self.episode_steps))
         return int(next_state), float(reward), bool(terminated), bool(truncated)
 
     def finish(self) -> QTableAgent:
@@ -309,7 +314,11 @@ class EpisodeLoop:
 
     def _log(self) -> None:
         assert self.run is not None
-        metrics = {**self.stats.pop(), "total_episodes": float(self.episodes)}
+        metrics = {"episodes": float(self.episodes)}
+        if self.finished:
+            returns, lengths = zip(*self.finished, strict=True)
+            metrics |= {"episode_return": float(np.mean(returns)), "episode_length": float(np.mean(lengths))}
+            self.finished = []
         if isinstance(self.config, EpsilonGreedyConfig):
             metrics["epsilon"] = self.epsilon
         if hasattr(self.config, "alpha_at"):
@@ -322,6 +331,7 @@ class EpisodeLoop:
             "agent": self.agent.state_dict(),
             "tables": {name: table.copy() for name, table in self.tables.items()},
             "loop_rng": self.rng.bit_generator.state,
+            "env_rng": self.env.unwrapped.np_random.bit_generator.state,
             "episodes": self.episodes,
         }
 

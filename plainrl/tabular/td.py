@@ -42,12 +42,15 @@ class TDConfig(EpsilonGreedyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Every episode starts in a random cell, so 30k steps visit every state often enough to settle.
-    "plainrl/GridWorld-v0": dict(gamma=0.9, total_steps=30_000, alpha=0.1, epsilon=0.1),
+    # Episodes start in a random free cell and are cut at 20 steps, so every cell is a start often. Q starts
+    # at 10 = r_target / (1 - gamma), above every true value: greedy choices then try each action in turn
+    # ("optimistic initial values", Sutton & Barto 2.6), which epsilon-greedy alone, with the target ringed by
+    # forbidden cells, does too rarely. Epsilon decays to 0 so that on-policy methods learn the optimal policy.
+    "plainrl/GridWorld-v0": dict(
+        gamma=0.9, total_steps=30_000, max_episode_steps=20, alpha=0.1, epsilon=0.1, epsilon_end=0.0, initial_q=10.0
+    ),
     # Sutton & Barto's example 6.6 (alpha 0.5, epsilon 0.1), discounted slightly so that DP can compare.
     "CliffWalking-v1": dict(gamma=0.99, total_steps=20_000, alpha=0.5, epsilon=0.1),
-    "FrozenLake-v1": dict(
-        gamma=0.99, total_steps=300_000, alpha=0.05, epsilon=1.0, epsilon_end=0.05, decay_fraction=0.5
-    ),
+    "FrozenLake-v1": dict(gamma=0.99, total_steps=300_000, alpha=0.05, epsilon=1.0, epsilon_end=0.05, decay_fraction=0.5),
     "Taxi-v4": dict(gamma=0.99, total_steps=200_000, alpha=0.5, epsilon=0.1),
 }
