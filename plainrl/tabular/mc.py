@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -44,13 +43,6 @@ class MCConfig(ModelFreeConfig):
         super().validate()
         require(0 <= self.step_size <= 1, f"step_size = {self.step_size} must be in [0, 1]")
 
-
-PRESETS: dict[str, dict[str, Any]] = {  # what the Monte Carlo methods share; each adds its own
-    "plainrl/GridWorld-v0": dict(gamma=0.9, total_steps=50_000, max_episode_steps=20),
-    "CliffWalking-v1": dict(gamma=0.99, total_steps=50_000, max_episode_steps=50),
-    "FrozenLake-v1": dict(gamma=0.99, total_steps=300_000),
-    "Taxi-v4": dict(gamma=0.99, total_steps=300_000, max_episode_steps=200),
-}
 
 RETURN_TABLES = ("returns_sum", "returns_count")
 

@@ -18,6 +18,7 @@ finished. Starting in a chosen state needs env.unwrapped.s and P (GridWorld, Gym
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,11 @@ from plainrl.tabular.tables import (
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
 
-PRESETS = mc.PRESETS
+PRESETS: dict[str, dict[str, Any]] = {  # it stops as soon as an iteration leaves the policy unchanged
+    "plainrl/GridWorld-v0": dict(gamma=0.9, total_steps=50_000, max_episode_steps=20),
+    "CliffWalking-v1": dict(gamma=0.99, total_steps=200_000, max_episode_steps=30),
+    "FrozenLake-v1": dict(gamma=0.99, total_steps=500_000, max_episode_steps=100, episodes_per_pair=20),
+}
 check_env = check_settable_state  # the registry checks the env before training
 
 

@@ -36,8 +36,12 @@ class Config(mc.MCConfig, EpsilonGreedyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    env: {**preset, "epsilon": 1.0, "epsilon_end": 0.05, "decay_fraction": 0.8}
-    for env, preset in mc.PRESETS.items()
+    "plainrl/GridWorld-v0": dict(
+        gamma=0.9, total_steps=150_000, max_episode_steps=20, epsilon=0.1, epsilon_end=0.02, step_size=0.05
+    ),
+    "CliffWalking-v1": dict(gamma=0.99, total_steps=50_000, max_episode_steps=100, epsilon=0.1, step_size=0.1),
+    "FrozenLake-v1": dict(gamma=0.99, total_steps=300_000, max_episode_steps=100, epsilon=0.1),
+    "Taxi-v4": dict(gamma=0.99, total_steps=300_000, max_episode_steps=200, epsilon=0.1, step_size=0.1),
 }
 
 

@@ -18,6 +18,8 @@ tried, which needs an env that can start anywhere (env.unwrapped.s and P: GridWo
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from plainrl.kit.run import Run
@@ -31,9 +33,14 @@ from plainrl.tabular.tables import (
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
 
 Config = mc.MCConfig
-# On the deterministic envs each return is exact for the policy that produced it, and the policy keeps
-# improving: a constant step forgets the returns of earlier policies, which the mean keeps forever.
-PRESETS = {env: {**preset, "step_size": 0.0 if env == "FrozenLake-v1" else 0.5} for env, preset in mc.PRESETS.items()}
+# On a deterministic env a return is exact for the policy that produced it, and the policy keeps improving:
+# a constant step (step_size) forgets the returns of earlier policies, which the mean would keep forever.
+PRESETS: dict[str, dict[str, Any]] = {
+    "plainrl/GridWorld-v0": dict(gamma=0.9, total_steps=50_000, max_episode_steps=20, step_size=0.5),
+    "CliffWalking-v1": dict(gamma=0.99, total_steps=50_000, max_episode_steps=30, step_size=0.5),
+    "Taxi-v4": dict(gamma=0.99, total_steps=300_000, max_episode_steps=100, step_size=0.5),
+    "FrozenLake-v1": dict(gamma=0.99, total_steps=300_000, max_episode_steps=100),
+}
 check_env = check_settable_state  # the registry checks the env before training
 
 

@@ -12,21 +12,24 @@ from .helpers import greedy_path
 GAMMAS = {"plainrl/GridWorld-v0": 0.9, "FrozenLake-v1": 0.99, "CliffWalking-v1": 0.99, "Taxi-v4": 0.99}
 
 
-def solve_all(env_id: str, gamma: float) -> list[dp.DPResult]:
+def solve_all(env_id: str, gamma: float, exact: bool = True) -> list[dp.DPResult]:
     model = model_of(make_env(env_id))
-    return [
+    results = [
         dp.solve(model, value_iteration.value_iteration_step, value_iteration.Config(gamma=gamma)),
-        dp.solve(model, policy_iteration.policy_iteration_step, policy_iteration.Config(gamma=gamma)),
         dp.solve(model, truncated_policy_iteration.truncated_policy_iteration_step,
                  truncated_policy_iteration.Config(gamma=gamma, eval_sweeps=5)),
     ]  # fmt: skip
+    if exact:
+        results.insert(1, dp.solve(model, policy_iteration.policy_iteration_step, policy_iteration.Config(gamma=gamma)))
+    return results
 
 
 @pytest.mark.parametrize("env_id", list(GAMMAS))
 def test_value_iteration_and_policy_iterations_agree_on_every_state(env_id):
-    vi, pi, tpi = solve_all(env_id, GAMMAS[env_id])
-    assert np.abs(vi.v - pi.v).max() < 1e-6
-    assert np.abs(vi.v - tpi.v).max() < 1e-6
+    # Taxi's 500 x 500 linear solves take seconds on a busy machine: policy iteration is checked on the others.
+    vi, *others = solve_all(env_id, GAMMAS[env_id], exact=env_id != "Taxi-v4")
+    for result in others:
+        assert np.abs(vi.v - result.v).max() < 1e-6
 
 
 def test_value_iteration_matches_the_books_optimal_values():
