@@ -21,8 +21,13 @@ from plainrl.kit.run import Run
 from plainrl.tabular import td
 from plainrl.tabular.plots import draw_pictures
 from plainrl.tabular.tables import (
-    ACTION_SPACES, OBSERVATION_SPACES, EpisodeLoop, QTableAgent, build_agent, epsilon_greedy_probabilities,
-)  # fmt: skip
+    ACTION_SPACES,
+    OBSERVATION_SPACES,
+    EpisodeLoop,
+    QTableAgent,
+    build_agent,
+    epsilon_greedy_probabilities,
+)
 from plainrl.tabular.tables import epsilon_greedy as choose
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]

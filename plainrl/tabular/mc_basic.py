@@ -27,9 +27,15 @@ from plainrl.kit.run import Run
 from plainrl.tabular import mc
 from plainrl.tabular.plots import draw_pictures
 from plainrl.tabular.tables import (
-    ACTION_SPACES, OBSERVATION_SPACES, EpisodeLoop, ModelFreeConfig, QTableAgent, build_agent, check_settable_state,
+    ACTION_SPACES,
+    OBSERVATION_SPACES,
+    EpisodeLoop,
+    ModelFreeConfig,
+    QTableAgent,
+    build_agent,
+    check_settable_state,
     model_of,
-)  # fmt: skip
+)
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
 
@@ -53,14 +59,14 @@ class Config(ModelFreeConfig):
 def train(config: Config, run: Run | None = None) -> QTableAgent:
     loop = EpisodeLoop(config, run)
     q = loop.q
-    states = np.flatnonzero(model_of(loop.env).visitable)  # where an episode can start
+    states = np.flatnonzero(model_of(loop.env).visitable).tolist()  # where an episode can start
     policy = q.argmax(1)  # greedy in the last evaluation (at first: action 0 everywhere)
     while loop.running():
+        follow = policy.tolist().__getitem__  # state -> the policy's action
         for state in states:
             for action in range(loop.n_actions):
                 episodes = [
-                    mc.play_episode(loop, loop.start_at(state), action, lambda s: int(policy[s]))
-                    for _ in range(config.episodes_per_pair)
+                    mc.play_episode(loop, loop.start_at(state), action, follow) for _ in range(config.episodes_per_pair)
                 ]
                 q[state, action] = np.mean([mc.returns(episode, config.gamma)[0] for episode in episodes])
         improved = q.argmax(1)

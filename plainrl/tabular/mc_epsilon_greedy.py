@@ -24,8 +24,14 @@ from plainrl.kit.run import Run
 from plainrl.tabular import mc
 from plainrl.tabular.plots import draw_pictures
 from plainrl.tabular.tables import (
-    ACTION_SPACES, OBSERVATION_SPACES, EpisodeLoop, EpsilonGreedyConfig, QTableAgent, build_agent, epsilon_greedy,
-)  # fmt: skip
+    ACTION_SPACES,
+    OBSERVATION_SPACES,
+    EpisodeLoop,
+    EpsilonGreedyConfig,
+    QTableAgent,
+    build_agent,
+    epsilon_greedy,
+)
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
 

@@ -26,9 +26,15 @@ from plainrl.kit.run import Run
 from plainrl.tabular import mc
 from plainrl.tabular.plots import draw_pictures
 from plainrl.tabular.tables import (
-    ACTION_SPACES, OBSERVATION_SPACES, EpisodeLoop, QTableAgent, build_agent, check_settable_state, greedy_action,
+    ACTION_SPACES,
+    OBSERVATION_SPACES,
+    EpisodeLoop,
+    QTableAgent,
+    build_agent,
+    check_settable_state,
+    greedy_action,
     model_of,
-)  # fmt: skip
+)
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
 

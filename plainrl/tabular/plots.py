@@ -55,8 +55,8 @@ def grid_picture(env: gym.Env) -> GridPicture | None:
         kinds = {(r, c): letters[k] for (r, c), k in np.ndenumerate(inner.layout) if k in letters}  # type: ignore[attr-defined]
         return GridPicture([_panel("", inner.nrow, inner.ncol, kinds)], list(ACTION_MOVES))  # type: ignore[attr-defined]
     if name == "FrozenLakeEnv":
-        letters = {b"H": "hazard", b"G": "goal", b"S": "start"}
-        kinds = {(r, c): letters[k] for (r, c), k in np.ndenumerate(inner.desc) if k in letters}  # type: ignore[attr-defined]
+        lake_letters = {b"H": "hazard", b"G": "goal", b"S": "start"}
+        kinds = {(r, c): lake_letters[k] for (r, c), k in np.ndenumerate(inner.desc) if k in lake_letters}  # type: ignore[attr-defined]
         return GridPicture([_panel("", inner.nrow, inner.ncol, kinds)], [LEFT, DOWN, RIGHT, UP])  # type: ignore[attr-defined]
     if name == "CliffWalkingEnv":
         nrow, ncol = inner.shape  # type: ignore[attr-defined]

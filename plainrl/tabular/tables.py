@@ -85,6 +85,8 @@ class QTableAgent(nn.Module):
     `act` picks argmax_a Q(s, a) (ties go to the lowest action), or explores with probability `epsilon`.
     """
 
+    epsilon: torch.Tensor
+
     def __init__(self, n_states: int, n_actions: int) -> None:
         super().__init__()
         self.q = nn.Parameter(torch.zeros(n_states, n_actions, dtype=torch.float64), requires_grad=False)
@@ -334,4 +336,3 @@ class EpisodeLoop:
             "env_rng": self.env.unwrapped.np_random.bit_generator.state,
             "episodes": self.episodes,
         }
-

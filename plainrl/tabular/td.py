@@ -52,6 +52,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Sutton & Barto's example 6.6 (alpha 0.5, epsilon 0.1 throughout), discounted slightly so that DP can
     # compare; alpha then shrinks to 0.05 so that Q, and the greedy path drawn in values.png, settle.
     "CliffWalking-v1": dict(gamma=0.99, total_steps=20_000, alpha=0.5, alpha_end=0.05, epsilon=0.1),
-    "FrozenLake-v1": dict(gamma=0.99, total_steps=300_000, alpha=0.05, epsilon=1.0, epsilon_end=0.05, decay_fraction=0.5),
+    "FrozenLake-v1": dict(
+        gamma=0.99, total_steps=300_000, alpha=0.05, epsilon=1.0, epsilon_end=0.05, decay_fraction=0.5
+    ),
     "Taxi-v4": dict(gamma=0.99, total_steps=200_000, alpha=0.5, epsilon=0.1),
 }

@@ -6,7 +6,6 @@ import pytest
 from plainrl.kit.config import build_config
 from plainrl.kit.envs import make_env
 from plainrl.tabular import dp, mc, mc_epsilon_greedy
-from plainrl.tabular.gridworld import GridWorld
 from plainrl.tabular.tables import EpisodeLoop, model_of
 
 from .helpers import greedy_path, greedy_policy_value, optimal, train
