@@ -1,5 +1,7 @@
-"""Expected SARSA (van Seijen et al. 2009; Sutton & Barto 6.6; Zhao 7.3): SARSA whose target averages over
-the policy's next action instead of sampling it, which removes that sampling's variance.
+"""Expected SARSA (van Seijen et al. 2009; Sutton & Barto 6.6; Zhao 7.3): SARSA with an expected target.
+
+The target averages over the policy's next action instead of sampling it, which removes that sampling's
+variance.
 
     Q = 0
     for each episode:

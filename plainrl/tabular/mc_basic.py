@@ -1,5 +1,7 @@
-"""MC basic (Zhao 5.2): policy iteration whose policy evaluation averages sampled returns instead of solving
-the Bellman equation, so it needs no model. The simplest Monte Carlo control, and the least efficient.
+"""MC basic (Zhao 5.2): policy iteration that evaluates each policy by the mean of sampled returns.
+
+Averaging returns instead of solving the Bellman equation needs no model. The simplest Monte Carlo control,
+and the least efficient.
 
     pi = the policy that takes action 0 everywhere
     repeat:

@@ -1,5 +1,6 @@
-"""Monte Carlo epsilon-greedy (Sutton & Barto 5.4; Zhao 5.4): on-policy Monte Carlo control without exploring
-starts. The policy itself explores: it is epsilon-greedy in Q, so every action keeps being tried.
+"""Monte Carlo epsilon-greedy (Sutton & Barto 5.4; Zhao 5.4): on-policy Monte Carlo control.
+
+No exploring starts: the policy itself explores. It is epsilon-greedy in Q, so every action keeps being tried.
 
     Q = 0;  returns_sum = returns_count = 0
     for each episode:

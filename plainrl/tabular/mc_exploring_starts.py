@@ -1,5 +1,7 @@
-"""Monte Carlo exploring starts (Sutton & Barto 5.3; Zhao 5.3): every episode starts with a random state
-and action, then follows the greedy policy; q(s, a) averages all the returns seen after (s, a).
+"""Monte Carlo exploring starts (Sutton & Barto 5.3; Zhao 5.3): random first state and action, then greedy.
+
+Every episode starts with a random state and action, then follows the greedy policy; q(s, a) averages all
+the returns seen after (s, a).
 
     Q = 0;  returns_sum = returns_count = 0
     for each episode:

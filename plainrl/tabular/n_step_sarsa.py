@@ -1,5 +1,6 @@
-"""n-step SARSA (Sutton & Barto 7.2; Zhao 7.5): SARSA whose target adds up n rewards before it bootstraps,
-between one-step SARSA (n = 1) and Monte Carlo (n >= the episode's length).
+"""n-step SARSA (Sutton & Barto 7.2; Zhao 7.5): SARSA whose target adds up n rewards before it bootstraps.
+
+Between one-step SARSA (n = 1) and Monte Carlo (n >= the episode's length).
 
     Q = 0
     for each episode:

@@ -1,6 +1,7 @@
-"""Q-learning (Watkins 1989; Sutton & Barto 6.5; Zhao 7.4): off-policy TD control. Its target is the value
-of the greedy policy, whatever policy chose the actions, so it learns the optimal Q from any behaviour that
-keeps trying every action.
+"""Q-learning (Watkins 1989; Sutton & Barto 6.5; Zhao 7.4): off-policy TD control.
+
+Its target is the value of the greedy policy, whatever policy chose the actions, so it learns the optimal Q
+from any behaviour that keeps trying every action.
 
     Q = 0
     for each episode:

@@ -1,5 +1,6 @@
-"""SARSA (Rummery & Niranjan 1994; Sutton & Barto 6.4; Zhao 7.2): on-policy TD control. Registered as
-`tabular_sarsa` (`sarsa` is deep SARSA).
+"""SARSA (Rummery & Niranjan 1994; Sutton & Barto 6.4; Zhao 7.2): on-policy TD control, tabular.
+
+Registered as `tabular_sarsa` (`sarsa` is deep SARSA).
 
     Q = 0
     for each episode:

@@ -1,5 +1,7 @@
-"""Truncated policy iteration (Zhao 4.3; Sutton & Barto's generalized policy iteration): policy iteration
-whose evaluation stops after `eval_sweeps` sweeps, starting from the previous values.
+"""Truncated policy iteration (Zhao 4.3): policy iteration whose evaluation stops after a few sweeps.
+
+Sutton & Barto's generalized policy iteration: policy evaluation stops after `eval_sweeps` sweeps, starting
+from the previous values.
 
     v = 0
     repeat:
