@@ -31,7 +31,14 @@ from plainrl.tabular.tables import epsilon_greedy as choose
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
 
-PRESETS = td.PRESETS
+# Off-policy, Q-learning learns the optimal Q while it keeps exploring: on GridWorld epsilon stays at 0.1, and
+# the grid being deterministic, the steps can be large.
+PRESETS = {
+    **td.PRESETS,
+    "plainrl/GridWorld-v0": dict(
+        gamma=0.9, total_steps=30_000, max_episode_steps=20, alpha=0.5, epsilon=0.1, initial_q=10.0
+    ),
+}
 BEHAVIOURS = ("epsilon_greedy", "uniform")
 
 

@@ -306,7 +306,8 @@ class EpisodeLoop:
         self.agent.epsilon.fill_(self.epsilon)
         self.env.close()
         if self.run is not None:
-            self._log()
+            if self.steps > self.last_log:
+                self._log()
             self.run.maybe_checkpoint(self.steps, self._state, final=True)
             from plainrl.tabular.plots import draw_values
 
