@@ -83,9 +83,11 @@ def plot(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("curves.png"),
 ) -> None:
-    """Learning curves; runs of the same algo and env are drawn as a mean with a min-max band."""
+    """Learning curves; runs of the same algo and env are drawn as a mean with a min-max band. Runs whose
+    algorithm draws more (tabular methods: values.png) get those pictures redrawn in their folders."""
     from plainrl.kit.plots import plot_runs
     from plainrl.kit.run import read_run_config
+    from plainrl.kit.training import draw_pictures
 
     try:
         labels = {}
@@ -94,6 +96,9 @@ def plot(
             labels[run_dir] = f"{cfg['algo']} {cfg.get('env', '')}".strip()
         plot_runs(run_dirs, out, labels)
         typer.echo(f"wrote {out}")
+        for run_dir in dict.fromkeys(run_dirs):
+            for picture in draw_pictures(run_dir):
+                typer.echo(f"wrote {picture}")
     except PlainRLError as err:
         _fail(str(err))
 

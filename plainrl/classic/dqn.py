@@ -31,6 +31,7 @@ from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
 from plainrl.kit.nets import QNetwork, polyak_update, resolve_device
 from plainrl.kit.run import Run
 
+OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete",)
 
 

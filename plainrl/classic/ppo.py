@@ -32,6 +32,7 @@ from plainrl.kit.nets import ActorCritic, resolve_device
 from plainrl.kit.normalize import RewardScaler
 from plainrl.kit.run import Run
 
+OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete", "Box")
 
 

@@ -29,6 +29,7 @@ from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import QNetwork, resolve_device
 from plainrl.kit.run import Run
 
+OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete",)
 
 

@@ -13,6 +13,7 @@ import torch
 from plainrl.kit.envs import make_env
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the training envs' seeds
+UNTIMED_EPISODE_LIMIT = 10_000  # envs without a time limit (CliffWalking-v1): a policy that loops still ends
 
 
 class Actor(Protocol):
@@ -41,20 +42,22 @@ def evaluate(
 ) -> dict[str, Any]:
     """Mean and std of the undiscounted return over `episodes` episodes; optionally a GIF of the first."""
     env = make_env(env_id, render_mode="rgb_array" if video_path else None)
+    timed = env.spec is not None and env.spec.max_episode_steps is not None
     returns: list[float] = []
     frames: list[Any] = []
     obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)
     for episode in range(episodes):
         if episode > 0:
             obs, _ = env.reset()
-        total, done = 0.0, False
+        total, done, steps = 0.0, False, 0
         while not done:
             if video_path and episode == 0:
                 frames.append(env.render())
             action = policy(np.asarray(obs, dtype=np.float32)[None])[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
-            done = terminated or truncated
+            steps += 1
+            done = terminated or truncated or (not timed and steps >= UNTIMED_EPISODE_LIMIT)
         returns.append(total)
     env.close()
     if video_path and frames:

@@ -93,7 +93,8 @@ def plot_runs(run_dirs: list[Path], out: Path, labels: dict[Path, str]) -> Path:
     ax.set_xlabel("env steps")
     ax.set_ylabel("return")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if groups:  # runs without a return curve (dynamic programming) leave the plot empty
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

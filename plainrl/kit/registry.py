@@ -7,6 +7,11 @@ Each algorithm module provides:
     ACTION_SPACES   the gymnasium space class names it handles, e.g. ("Discrete", "Box")
     train(config, run) -> agent
     build_agent(config, observation_space, action_space) -> an nn.Module with act(obs, deterministic)
+
+and may provide:
+    OBSERVATION_SPACES  the observation space class names it handles (tabular methods: ("Discrete",))
+    check_env(env)      raise PlainRLError if the env lacks something the algorithm needs (a model, ...)
+    draw_pictures(run_dir) -> [paths]   pictures beyond curve.png that `plainrl plot` refreshes
 """
 
 from __future__ import annotations
@@ -24,6 +29,17 @@ ALGORITHMS: dict[str, str] = {
     "dqn": "plainrl.classic.dqn",
     "reinforce": "plainrl.classic.reinforce",
     "sarsa": "plainrl.classic.sarsa",
+    # tabular (plainrl/tabular/): dynamic programming, Monte Carlo, temporal difference
+    "value_iteration": "plainrl.tabular.value_iteration",
+    "policy_iteration": "plainrl.tabular.policy_iteration",
+    "truncated_policy_iteration": "plainrl.tabular.truncated_policy_iteration",
+    "mc_basic": "plainrl.tabular.mc_basic",
+    "mc_exploring_starts": "plainrl.tabular.mc_exploring_starts",
+    "mc_epsilon_greedy": "plainrl.tabular.mc_epsilon_greedy",
+    "tabular_sarsa": "plainrl.tabular.sarsa",
+    "expected_sarsa": "plainrl.tabular.expected_sarsa",
+    "n_step_sarsa": "plainrl.tabular.n_step_sarsa",
+    "q_learning": "plainrl.tabular.q_learning",
 }
 
 
@@ -39,4 +55,14 @@ def check_action_space(name: str, module: ModuleType, env: gym.Env) -> None:
         raise PlainRLError(
             f"{name} cannot handle the {space} action space of {env.spec.id if env.spec else 'this env'} "
             f"(it handles: {', '.join(module.ACTION_SPACES)})"
+        )
+
+
+def check_observation_space(name: str, module: ModuleType, env: gym.Env) -> None:
+    allowed = getattr(module, "OBSERVATION_SPACES", None)
+    space = type(env.observation_space).__name__
+    if allowed is not None and space not in allowed:
+        raise PlainRLError(
+            f"{name} cannot handle the {space} observation space of {env.spec.id if env.spec else 'this env'} "
+            f"(it handles: {', '.join(allowed)})"
         )

@@ -267,10 +267,16 @@ class Run:
         return True
 
     def maybe_checkpoint(self, step: int, objects: dict[str, Any], final: bool = False) -> None:
-        """Checkpoint the objects' state_dicts every `checkpoint_every` steps, at the end, and on a stop request."""
+        """Checkpoint every `checkpoint_every` steps, at the end, and on a stop request: each object's state_dict()
+        (modules, optimizers, buffers), or the value itself (an array, a number)."""
         due = step - self.last_checkpoint_step >= self.config.checkpoint_every
         if final or due or self.stop_requested:
-            self.save_checkpoint(step, {name: obj.state_dict() for name, obj in objects.items() if obj is not None})
+            state = {
+                name: obj.state_dict() if hasattr(obj, "state_dict") else obj
+                for name, obj in objects.items()
+                if obj is not None
+            }
+            self.save_checkpoint(step, state)
         if self.stop_requested:
             raise RunInterrupted(
                 f"interrupted at step {step}; checkpoint saved. Continue with: plainrl resume {self.dir}"

@@ -12,15 +12,18 @@ from plainrl.kit.config import BaseConfig, apply, build_config  # noqa: F401  (r
 from plainrl.kit.envs import make_env
 from plainrl.kit.evaluate import agent_policy, evaluate, write_eval_json
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.registry import check_action_space, load_algorithm
+from plainrl.kit.registry import check_action_space, check_observation_space, load_algorithm
 from plainrl.kit.run import Run, load_checkpoint_file, read_run_config
 
 
 def prepare(algo: str, config: BaseConfig) -> Any:
-    """Everything that can be checked before training starts: algorithm, env id, action space, device."""
+    """Everything that can be checked before training starts: algorithm, env id, spaces, device."""
     module = load_algorithm(algo)
     env = make_env(config.env)
     check_action_space(algo, module, env)
+    check_observation_space(algo, module, env)
+    if hasattr(module, "check_env"):
+        module.check_env(env)
     env.close()
     resolve_device(config.device)
     return module
@@ -85,6 +88,12 @@ def load_agent(run_dir: str | Path) -> tuple[BaseConfig, Any]:
     agent.load_state_dict(load_checkpoint_file(run_dir, map_location=device)["agent"])
     agent.eval()
     return config, agent
+
+
+def draw_pictures(run_dir: str | Path) -> list[Path]:
+    """The pictures an algorithm draws beyond curve.png (tabular methods: values.png), redrawn from the run."""
+    module = load_run_config(run_dir)[1]
+    return module.draw_pictures(run_dir) if hasattr(module, "draw_pictures") else []
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 20, video: bool = False) -> dict[str, Any]:
