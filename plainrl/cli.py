@@ -54,8 +54,14 @@ def resume(
 ) -> None:
     """Continue an interrupted run from its last checkpoint to its planned total."""
     from plainrl.kit import training
+    from plainrl.kit.run import read_run_config
 
     try:
+        if read_run_config(run_dir)["algo"] in LLM_TRAINERS:
+            from plainrl.llm import sft
+
+            sft.resume(run_dir, show_progress=progress)
+            return
         training.resume(run_dir, show_progress=progress)
     except PlainRLError as err:
         _fail(str(err))
@@ -94,6 +100,63 @@ def plot(
             labels[run_dir] = f"{cfg['algo']} {cfg.get('env', '')}".strip()
         plot_runs(run_dirs, out, labels)
         typer.echo(f"wrote {out}")
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+LLM_TRAINERS = ("sft",)
+
+
+@app.command()
+def sft(
+    model: Annotated[str | None, typer.Option(help="tiny, smollm2-135m, or a Hugging Face model folder.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
+    ] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/sft_TASK_sSEED_TIME).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """Supervised fine-tuning of a language model on a task's target completions (held-out accuracy logged)."""
+    from plainrl.llm import sft as sft_trainer
+
+    try:
+        sft_trainer.train_new(
+            config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+            flags={"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
+                   "device": device},
+        )  # fmt: skip
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+@app.command("eval-llm")
+def eval_llm(
+    model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a Hugging Face folder, or an LLM run folder.")],
+    task: Annotated[str, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown, or a .jsonl file.")],
+    n: Annotated[int, typer.Option(help="Held-out examples (the first N of the fixed test split).")] = 200,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding (else sample at --temperature).")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="JSON file for every prompt, completion and verdict.")] = None,
+) -> None:
+    """Accuracy of a language model on a task's held-out split: prints `accuracy = X`, writes a JSON file."""
+    from plainrl.llm.generate import SamplingParams
+    from plainrl.llm.policy import eval_llm as run_eval
+
+    try:
+        if temperature <= 0 and not greedy:
+            raise PlainRLError(f"--temperature {temperature} must be > 0 (or use --greedy)")
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy)
+        run_eval(model, task, n, params, batch_size, device, seed, out)
     except PlainRLError as err:
         _fail(str(err))
 

@@ -23,6 +23,7 @@ class CharTokenizer:
         self.ids = {token: i for i, token in enumerate(self.vocab)}
         self.pad_id, self.bos_id, self.eos_id = 0, 1, 2
         self.eos_ids = (self.eos_id,)
+        self.chat = False  # no chat template: prompts are used as they are
         self.vocab_size = len(self.vocab)
 
     def encode(self, text: str) -> list[int]:
