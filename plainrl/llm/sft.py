@@ -205,6 +205,8 @@ def train(config: Config, run: Run) -> Any:
             print(f"step {step}: held-out accuracy {accuracy:.3f} >= {config.stop_at_accuracy}, stopping")
             break
         run.maybe_checkpoint(step, checkpoint_state)
+        if run.call_step_hooks(step, model):
+            break
     run.maybe_checkpoint(step, checkpoint_state, final=True)
 
     result = evaluate_policy(model, tokenizer, task, task.test, eval_params, config.eval_batch_size)
