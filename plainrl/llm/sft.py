@@ -44,10 +44,10 @@ class Config(BaseConfig):
     batch_size: int = 128  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     learning_rate: float = 0.0  # 0: 1e-3 for tiny, 2e-4 with LoRA, 2e-5 when fine-tuning all weights
-    adam_betas: tuple[float, ...] = (0.9, 0.98)
+    adam_betas: tuple[float, ...] = (0.9, 0.95)
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # the cosine ends at this fraction of learning_rate
-    weight_decay: float = 0.0
+    weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     eval_every: int = 250  # optimizer steps between held-out evaluations (0: only at the end)
     eval_n: int = 500  # held-out examples per evaluation (greedy)

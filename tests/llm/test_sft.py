@@ -35,7 +35,9 @@ def test_sft_cli_learns_a_tiny_task_and_eval_llm_reads_the_run(tmp_path):
     data.write_text("\n".join(json.dumps({"prompt": f"{c}?", "answer": c}) for c in "abcdefghijklmnopqrstuvwxyz" * 4))
     run_dir = tmp_path / "run"
     args = ["sft", "--task", str(data), "--total-steps", "150", "--run-dir", str(run_dir), "--no-progress"]
-    result = runner.invoke(app, args + [arg for item in SMALL for arg in ("--set", item)] + ["--set", "learning_rate=1e-2"])
+    result = runner.invoke(
+        app, args + [arg for item in SMALL for arg in ("--set", item)] + ["--set", "learning_rate=1e-2"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((run_dir / "eval.json").read_text())["accuracy"] >= 0.8
     out = tmp_path / "eval.json"
@@ -44,7 +46,9 @@ def test_sft_cli_learns_a_tiny_task_and_eval_llm_reads_the_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert "accuracy = " in result.output
     record = json.loads(out.read_text())
-    assert record["n"] == 5 and {"prompt", "completion", "extracted", "answer", "correct"} <= record["samples"][0].keys()
+    assert (
+        record["n"] == 5 and {"prompt", "completion", "extracted", "answer", "correct"} <= record["samples"][0].keys()
+    )
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
