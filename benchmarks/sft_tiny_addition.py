@@ -40,11 +40,13 @@ def main() -> None:
         print(f"{int(row['step']):>4}  {float(row['time']):>7.1f}  {float(row['accuracy']):.3f}")
     reached = next((row for row in evaluations if float(row["accuracy"]) >= args.target), None)
     print(
-        f"\nmachine load (1-min average) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        f"\nmachine load (1-min average) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}"
+        f" on {os.cpu_count()} cores"
     )
     if reached is None:
         print(
-            f"did NOT reach {args.target:.0%} (best {max(float(r['accuracy']) for r in evaluations):.3f}); wall {wall:.1f} s"
+            f"did NOT reach {args.target:.0%} (best {max(float(r['accuracy']) for r in evaluations):.3f});"
+            f" wall {wall:.1f} s"
         )
         sys.exit(1)
     print(f"reached {float(reached['accuracy']):.1%} held-out greedy accuracy at step {reached['step']}: "
