@@ -34,6 +34,12 @@ SB3_ZOO: dict[tuple[str, str], dict[str, Any]] = {
         n_envs=8, n_timesteps=100_000, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
         ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2",
     ),
+    ("a2c", "CartPole-v1"): dict(n_envs=8, n_timesteps=500_000, ent_coef=0.0),
+    ("dqn", "CartPole-v1"): dict(
+        n_envs=1, n_timesteps=50_000, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
+        gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+        exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
+    ),
 }  # fmt: skip
 
 

@@ -172,7 +172,8 @@ def list_() -> None:
     table = Table("algorithm", "action spaces", "presets", "what it is")
     for name in ALGORITHMS:
         module = load_algorithm(name)
-        summary = (module.__doc__ or "").strip().splitlines()[0]
+        first_paragraph = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+        summary = first_paragraph.split(" (")[0].rstrip(".:")
         table.add_row(name, ", ".join(module.ACTION_SPACES), ", ".join(module.PRESETS), summary)
     Console().print(table)
 

@@ -18,20 +18,18 @@ divides rewards by the running std of the discounted return and is saved in the 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
-from plainrl.kit.buffers import compute_gae
+from plainrl.kit.buffers import RolloutBuffer, compute_gae
 from plainrl.kit.config import BaseConfig, require
-from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
-from plainrl.kit.nets import flat_dim, mlp, policy_head, resolve_device
-from plainrl.kit.normalize import ObsNormalizer, RewardScaler
+from plainrl.kit.envs import EpisodeStats, make_vec_env
+from plainrl.kit.nets import ActorCritic, resolve_device
+from plainrl.kit.normalize import RewardScaler
 from plainrl.kit.run import Run
 
 ACTION_SPACES = ("Discrete", "Box")
@@ -86,7 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Few envs and short rollouts with many epochs: learns CartPole in few steps and little wall-clock.
     "CartPole-v1": dict(
         total_steps=100_000, num_envs=8, num_steps=32, num_minibatches=2, update_epochs=10,
-        learning_rate=1e-3, gamma=0.98, gae_lambda=0.8, anneal_clip=True, vf_coef=1.0,
+        learning_rate=1.5e-3, gamma=0.98, gae_lambda=0.8, anneal_clip=True, vf_coef=1.0,
     ),
     "Acrobot-v1": dict(
         total_steps=500_000, num_envs=16, num_steps=256, num_minibatches=8, update_epochs=4,
@@ -103,31 +101,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class Agent(nn.Module):
-    """Separate actor and critic MLPs over (optionally normalised) observations."""
-
-    def __init__(self, config: Config, observation_space: gym.Space, action_space: gym.Space) -> None:
-        super().__init__()
-        obs_dim = flat_dim(observation_space)
-        self.obs_normalizer: nn.Module = ObsNormalizer((obs_dim,)) if config.normalize_obs else nn.Identity()
-        self.actor = mlp(obs_dim, config.hidden_sizes, flat_dim(action_space), config.activation, out_gain=0.01)
-        self.critic = mlp(obs_dim, config.hidden_sizes, 1, config.activation, out_gain=1.0)
-        self.head = policy_head(action_space)
-
-    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits (discrete) or means (continuous), (B, action_dim)."""
-        return self.actor(self.obs_normalizer(obs))
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.obs_normalizer(obs)).squeeze(-1)
-
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        output = self.policy_output(obs)
-        return self.head.mode(output) if deterministic else self.head.sample(output)
-
-
-def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> Agent:
-    return Agent(config, observation_space, action_space)
+def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+    return ActorCritic(observation_space, action_space, config.hidden_sizes, config.activation, config.normalize_obs)
 
 
 def ppo_loss(
@@ -166,11 +141,11 @@ def ppo_loss(
     return loss, diagnostics
 
 
-def train(config: Config, run: Run) -> Agent:
+def train(config: Config, run: Run) -> ActorCritic:
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed, asynchronous=config.async_envs)
-    agent = Agent(config, envs.single_observation_space, envs.single_action_space).to(device)
+    agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
     reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.normalize_reward else None
 
@@ -178,77 +153,40 @@ def train(config: Config, run: Run) -> Agent:
     batch_size = T * N
     minibatch_size = batch_size // config.num_minibatches
     num_iterations = math.ceil(config.total_steps / batch_size)
+    stateful = {"agent": agent, "optimizer": optimizer, "reward_scaler": reward_scaler}  # what a checkpoint holds
+    run.restore(stateful)
     global_step = run.start_step
-    if run.checkpoint_state is not None:
-        agent.load_state_dict(run.checkpoint_state["agent"])
-        optimizer.load_state_dict(run.checkpoint_state["optimizer"])
-        if reward_scaler is not None:
-            reward_scaler.load_state_dict(run.checkpoint_state["reward_scaler"])
 
-    def checkpoint_state() -> dict[str, Any]:
-        state = {"agent": agent.state_dict(), "optimizer": optimizer.state_dict()}
-        if reward_scaler is not None:
-            state["reward_scaler"] = reward_scaler.state_dict()
-        return state
-
-    # Rollout storage, (T, N, ...), in numpy: cheap per-step writes, one conversion to torch per rollout.
-    # next_obs[t] is the state step t actually reached (the final observation when an episode ended there).
+    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space)
     obs_shape: tuple[int, ...] = envs.single_observation_space.shape or ()
     action_shape: tuple[int, ...] = envs.single_action_space.shape or ()
-    obs_buf = np.zeros((T, N, *obs_shape), dtype=np.float32)
-    next_obs_buf = np.zeros((T, N, *obs_shape), dtype=np.float32)
-    actions_buf = np.zeros((T, N, *action_shape), dtype=envs.single_action_space.dtype)
-    logprobs_buf = np.zeros((T, N), dtype=np.float32)
-    rewards_buf = np.zeros((T, N), dtype=np.float32)
-    terminated_buf = np.zeros((T, N), dtype=np.float32)
-    episode_ends_buf = np.zeros((T, N), dtype=np.float32)
-
     # A resumed run reseeds its envs from the step it resumes at (env internals are not checkpointed).
     obs, _ = envs.reset(seed=config.seed + global_step)
     episode_stats = EpisodeStats(N)
 
     for iteration in range(global_step // batch_size, num_iterations):
-        iteration_start = time.perf_counter()
         progress_left = 1.0 - iteration / num_iterations
         if config.anneal_lr:
             optimizer.param_groups[0]["lr"] = progress_left * config.learning_rate
         clip_coef = config.clip_coef * progress_left if config.anneal_clip else config.clip_coef
 
         # 1. Collect a rollout with the current policy.
-        for t in range(T):
-            with torch.inference_mode():
-                output = agent.policy_output(torch.as_tensor(obs, device=device))
-                action_tensor = agent.head.sample(output)
-                logprobs_buf[t] = agent.head.log_prob(output, action_tensor).cpu().numpy()
-            action = action_tensor.cpu().numpy()
-            obs_buf[t], actions_buf[t] = obs, action
-            obs, reward, terminated, truncated, infos = envs.step(action)
-            episode_ends = terminated | truncated
-            episode_stats.update(reward, episode_ends)
-            rewards_buf[t] = reward_scaler(reward, episode_ends) if reward_scaler is not None else reward
-            terminated_buf[t], episode_ends_buf[t] = terminated, episode_ends
-            next_obs_buf[t] = true_next_obs(obs, infos)
+        obs = rollout.collect(envs, obs, agent.sample, episode_stats, reward_scaler)
         global_step += batch_size
 
         # 2. Advantages. The policy has not changed during the rollout, so values are computed in one batch.
-        rollout = {
-            name: torch.as_tensor(array, device=device)
-            for name, array in [("obs", obs_buf), ("next_obs", next_obs_buf), ("actions", actions_buf),
-                                ("logprobs", logprobs_buf), ("rewards", rewards_buf),
-                                ("terminated", terminated_buf), ("episode_ends", episode_ends_buf)]
-        }  # fmt: skip
+        data = rollout.tensors(device)
         with torch.no_grad():
-            values = agent.value(rollout["obs"])
-            next_values = agent.value(rollout["next_obs"])
+            values, next_values = agent.value(data["obs"]), agent.value(data["next_obs"])
             advantages, returns = compute_gae(
-                rollout["rewards"], values, next_values, rollout["terminated"], rollout["episode_ends"],
+                data["rewards"], values, next_values, data["terminated"], data["episode_ends"],
                 config.gamma, config.gae_lambda,
             )  # fmt: skip
 
         # 3. Several epochs of minibatch updates on the flattened rollout.
-        b_obs = rollout["obs"].reshape(batch_size, *obs_shape)
-        b_actions = rollout["actions"].reshape(batch_size, *action_shape)
-        b_logprobs, b_values = rollout["logprobs"].reshape(-1), values.reshape(-1)
+        b_obs = data["obs"].reshape(batch_size, *obs_shape)
+        b_actions = data["actions"].reshape(batch_size, *action_shape)
+        b_logprobs, b_values = data["logprobs"].reshape(-1), values.reshape(-1)
         b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
         for _epoch in range(config.update_epochs):
             order = torch.randperm(batch_size, device=device)
@@ -273,12 +211,11 @@ def train(config: Config, run: Run) -> Agent:
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm, foreach=True)
                 optimizer.step()
             if config.target_kl and diagnostics["approx_kl"] > config.target_kl:
                 break
-        if isinstance(agent.obs_normalizer, ObsNormalizer):  # statistics move only between updates
-            agent.obs_normalizer.update(b_obs)
+        agent.update_obs_statistics(b_obs)  # statistics move only between updates
 
         # 4. Log, checkpoint, and let benchmark hooks evaluate.
         explained_var = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
@@ -289,13 +226,12 @@ def train(config: Config, run: Run) -> Agent:
                 "loss": loss.item(),
                 "explained_variance": float(explained_var),
                 "learning_rate": optimizer.param_groups[0]["lr"],
-                "steps_per_second": batch_size / (time.perf_counter() - iteration_start),
                 **episode_stats.pop(),
             },
         )
-        run.maybe_checkpoint(global_step, checkpoint_state)
+        run.maybe_checkpoint(global_step, stateful)
         if run.call_step_hooks(global_step, agent):
             break
-    run.maybe_checkpoint(global_step, checkpoint_state, final=True)
+    run.maybe_checkpoint(global_step, stateful, final=True)
     envs.close()
     return agent

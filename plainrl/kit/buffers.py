@@ -2,8 +2,61 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+
+import gymnasium as gym
 import numpy as np
 import torch
+
+from plainrl.kit.envs import EpisodeStats, true_next_obs
+
+
+class RolloutBuffer:
+    """T steps x N envs of on-policy experience from a SAME_STEP vector env, stored as numpy (T, N, ...).
+
+    next_obs[t] is the state step t actually reached: the final observation where an episode ended, so
+    truncated steps can bootstrap from it. Per-step writes are numpy (cheap); `tensors` converts once.
+    """
+
+    def __init__(self, num_steps: int, num_envs: int, observation_space: gym.Space, action_space: gym.Space):
+        T, N = num_steps, num_envs
+        obs_shape, action_shape = observation_space.shape or (), action_space.shape or ()
+        self.num_steps = num_steps
+        self.obs = np.zeros((T, N, *obs_shape), dtype=np.float32)
+        self.next_obs = np.zeros((T, N, *obs_shape), dtype=np.float32)
+        self.actions = np.zeros((T, N, *action_shape), dtype=action_space.dtype)
+        self.logprobs = np.zeros((T, N), dtype=np.float32)
+        self.rewards = np.zeros((T, N), dtype=np.float32)
+        self.terminated = np.zeros((T, N), dtype=np.float32)
+        self.episode_ends = np.zeros((T, N), dtype=np.float32)
+
+    def collect(
+        self,
+        envs: gym.vector.VectorEnv,
+        obs: np.ndarray,
+        policy: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        episode_stats: EpisodeStats,
+        reward_transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Run `policy` (obs -> actions, log-probs) for num_steps steps from `obs`; returns the obs to go on from.
+
+        Episode statistics see the raw rewards; the buffer stores them after `reward_transform` (scaling).
+        """
+        for t in range(self.num_steps):
+            actions, logprobs = policy(obs)
+            self.obs[t], self.actions[t], self.logprobs[t] = obs, actions, logprobs
+            obs, rewards, terminated, truncated, infos = envs.step(actions)
+            episode_ends = terminated | truncated
+            episode_stats.update(rewards, episode_ends)
+            self.rewards[t] = reward_transform(rewards, episode_ends) if reward_transform else rewards
+            self.terminated[t], self.episode_ends[t] = terminated, episode_ends
+            self.next_obs[t] = true_next_obs(obs, infos)
+        return obs
+
+    def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        names = ("obs", "next_obs", "actions", "logprobs", "rewards", "terminated", "episode_ends")
+        return {name: torch.as_tensor(getattr(self, name), device=device) for name in names}
 
 
 def compute_gae(
@@ -35,22 +88,69 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """Reward-to-go of one episode: G_t = r_t + gamma * G_{t+1}."""
+def discounted_returns(rewards: np.ndarray, gamma: float, final_value: float = 0.0) -> np.ndarray:
+    """Reward-to-go of one episode: G_t = r_t + gamma * G_{t+1}, with G_T = final_value (0 when the episode
+    terminated; an estimate of V(s_T) when it was truncated by a time limit)."""
     returns = np.zeros(len(rewards))
-    running = 0.0
+    running = final_value
     for t in reversed(range(len(rewards))):
         running = rewards[t] + gamma * running
         returns[t] = running
     return returns
 
 
+class NStepTransitions:
+    """Turns each env's stream of 1-step transitions into n-step ones (Sutton & Barto 7.1) for a replay buffer.
+
+    Transition t becomes (s_t, a_t, sum_{k<m} gamma^k r_{t+k}, s_{t+m}, terminated_{t+m-1}, gamma^m) with m = n,
+    or fewer steps when the episode ends first. The discount travels with the transition, so a TD target is
+    always  reward + discount * (1 - terminated) * V(next_obs).
+    """
+
+    def __init__(self, n: int, gamma: float, num_envs: int) -> None:
+        self.n, self.gamma = n, gamma
+        self.pending: list[deque[tuple[np.ndarray, np.ndarray, float, np.ndarray, bool]]] = [
+            deque() for _ in range(num_envs)
+        ]
+
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        episode_ends: np.ndarray,
+    ) -> list[tuple[np.ndarray, np.ndarray, float, np.ndarray, bool, float]]:
+        """Add one vector step (N envs, next_obs = the state actually reached); returns the finished transitions."""
+        ready = []
+        for i, pending in enumerate(self.pending):
+            pending.append((obs[i], actions[i], float(rewards[i]), next_obs[i], bool(terminated[i])))
+            if episode_ends[i]:  # flush: every pending transition ends at this episode's last state
+                while pending:
+                    ready.append(self._n_step(pending))
+                    pending.popleft()
+            elif len(pending) == self.n:
+                ready.append(self._n_step(pending))
+                pending.popleft()
+        return ready
+
+    def _n_step(self, pending: deque) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, bool, float]:
+        n_step_return = sum(self.gamma**k * reward for k, (_, _, reward, _, _) in enumerate(pending))
+        first_obs, first_action = pending[0][0], pending[0][1]
+        _, _, _, last_next_obs, last_terminated = pending[-1]
+        return first_obs, first_action, n_step_return, last_next_obs, last_terminated, self.gamma ** len(pending)
+
+
 class ReplayBuffer:
-    """A fixed-size ring of transitions (obs, action, reward, next_obs, terminated) in numpy.
+    """A fixed-size ring of transitions (obs, action, reward, next_obs, terminated, discount) in numpy.
 
     next_obs is the observation actually reached (the final one at an episode end), and `terminated` is
-    stored without `truncated`: a time-limit end still bootstraps from next_obs.
+    stored without `truncated`: a time-limit end still bootstraps from next_obs. `discount` is the factor on
+    the bootstrap term: gamma for 1-step transitions, gamma^m for m-step ones.
     """
+
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "discounts")
 
     def __init__(
         self,
@@ -66,6 +166,7 @@ class ReplayBuffer:
         self.actions: np.ndarray = np.zeros((capacity, *action_shape), dtype=action_dtype)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.discounts = np.zeros(capacity, dtype=np.float32)
         self.position = 0  # where the next transition goes
         self.size = 0
         self.rng = np.random.default_rng(seed)
@@ -77,35 +178,27 @@ class ReplayBuffer:
         rewards: np.ndarray,
         next_obs: np.ndarray,
         terminated: np.ndarray,
+        discounts: np.ndarray | float,
     ) -> None:
-        """Add a batch of B transitions (one per env), overwriting the oldest when full."""
+        """Add a batch of B transitions, overwriting the oldest when full."""
         batch = len(rewards)
         index = (self.position + np.arange(batch)) % self.capacity
         self.obs[index], self.actions[index], self.rewards[index] = obs, actions, rewards
-        self.next_obs[index], self.terminated[index] = next_obs, terminated
+        self.next_obs[index], self.terminated[index], self.discounts[index] = next_obs, terminated, discounts
         self.position = (self.position + batch) % self.capacity
         self.size = min(self.size + batch, self.capacity)
 
     def sample(self, batch_size: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         index = self.rng.integers(0, self.size, size=batch_size)
-        return {
-            name: torch.as_tensor(array[index], device=device)
-            for name, array in (
-                ("obs", self.obs),
-                ("actions", self.actions),
-                ("rewards", self.rewards),
-                ("next_obs", self.next_obs),
-                ("terminated", self.terminated),
-            )
-        }
+        return {name: torch.as_tensor(getattr(self, name)[index], device=device) for name in self.FIELDS}
 
     def state_dict(self) -> dict:
-        arrays = {k: getattr(self, k)[: self.size] for k in ("obs", "next_obs", "actions", "rewards", "terminated")}
+        arrays = {name: getattr(self, name)[: self.size] for name in self.FIELDS}
         return {**arrays, "position": self.position, "size": self.size, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
         size = state["size"]
-        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+        for name in self.FIELDS:
             getattr(self, name)[:size] = state[name]
         self.position, self.size = state["position"], size
         self.rng.bit_generator.state = state["rng"]

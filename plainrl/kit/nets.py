@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
 from plainrl.kit.errors import ConfigError
+from plainrl.kit.normalize import ObsNormalizer
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -31,17 +33,25 @@ def mlp(
     hidden_sizes: tuple[int, ...],
     out_dim: int,
     activation: str = "tanh",
-    out_gain: float = 1.0,
+    out_gain: float | None = 1.0,
 ) -> nn.Sequential:
-    """in_dim -> hidden_sizes (each followed by `activation`) -> out_dim, orthogonally initialised."""
+    """in_dim -> hidden_sizes (each followed by `activation`) -> out_dim.
+
+    Orthogonally initialised (gain sqrt(2), last layer `out_gain`), as policy-gradient methods rely on; with
+    out_gain=None PyTorch's default initialisation is kept, as value-based methods (DQN) usually use.
+    """
     if activation not in ACTIVATIONS:
         raise ConfigError(f"activation = {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+
+    def init(layer: nn.Linear, gain: float) -> nn.Linear:
+        return layer if out_gain is None else layer_init(layer, gain)
+
     layers: list[nn.Module] = []
     last = in_dim
     for size in hidden_sizes:
-        layers += [layer_init(nn.Linear(last, size)), ACTIVATIONS[activation]()]
+        layers += [init(nn.Linear(last, size), math.sqrt(2)), ACTIVATIONS[activation]()]
         last = size
-    layers.append(layer_init(nn.Linear(last, out_dim), gain=out_gain))
+    layers.append(init(nn.Linear(last, out_dim), out_gain or 1.0))
     return nn.Sequential(*layers)
 
 
@@ -60,7 +70,9 @@ class CategoricalHead(nn.Module):
         self.n = n
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+        """Gumbel-max: argmax(logits + Gumbel noise) is an exact sample of softmax(logits), without the softmax."""
+        gumbel_noise = -torch.log(-torch.log(torch.rand_like(logits)))
+        return (logits + gumbel_noise).argmax(-1)
 
     def mode(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(-1)
@@ -116,3 +128,97 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device = {device!r} but no CUDA device is available (use auto or cpu)")
     return torch.device(device)
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs over (optionally normalised) observations: PPO, A2C, TRPO.
+
+    The observation normaliser sits inside the module, so its statistics are saved with the weights and a
+    saved run evaluates with exactly the statistics it trained with.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
+        normalize_obs: bool = False,
+    ) -> None:
+        super().__init__()
+        obs_dim = flat_dim(observation_space)
+        self.obs_normalizer: nn.Module = ObsNormalizer((obs_dim,)) if normalize_obs else nn.Identity()
+        self.actor = mlp(obs_dim, hidden_sizes, flat_dim(action_space), activation, out_gain=0.01)
+        self.critic = mlp(obs_dim, hidden_sizes, 1, activation, out_gain=1.0)
+        self.head = policy_head(action_space)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (discrete) or means (continuous), (B, action_dim)."""
+        return self.actor(self.obs_normalizer(obs))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s), (B,)."""
+        return self.critic(self.obs_normalizer(obs)).squeeze(-1)
+
+    @torch.inference_mode()
+    def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rollout-time sampling: numpy observations in, (actions, their log-probs) out."""
+        output = self.policy_output(torch.as_tensor(obs, device=self.device))
+        actions = self.head.sample(output)
+        return actions.cpu().numpy(), self.head.log_prob(output, actions).cpu().numpy()
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        output = self.policy_output(obs)
+        return self.head.mode(output) if deterministic else self.head.sample(output)
+
+    def update_obs_statistics(self, obs: torch.Tensor) -> None:
+        """Merge a rollout's observations into the normaliser (call between updates, never during one)."""
+        if isinstance(self.obs_normalizer, ObsNormalizer):
+            self.obs_normalizer.update(obs)
+
+
+class QNetwork(nn.Module):
+    """Q(s, .) for a discrete action space, (B, n_actions). Dueling (Wang et al. 2016, arXiv 1511.06581):
+    Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a'), with V and A as separate heads on a shared trunk."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        activation: str = "relu",
+        dueling: bool = False,
+    ) -> None:
+        super().__init__()
+        obs_dim, n_actions = flat_dim(observation_space), flat_dim(action_space)
+        self.dueling = dueling
+        # PyTorch's default initialisation (out_gain=None), as in the DQN references (SB3, CleanRL).
+        if dueling:
+            self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation, out_gain=None)
+            self.trunk.append(ACTIVATIONS[activation]())
+            self.value_head = nn.Linear(hidden_sizes[-1], 1)
+            self.advantage_head = nn.Linear(hidden_sizes[-1], n_actions)
+        else:
+            self.q = mlp(obs_dim, hidden_sizes, n_actions, activation, out_gain=None)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.dueling:
+            return self.q(obs)
+        features = self.trunk(obs)
+        advantages = self.advantage_head(features)
+        return self.value_head(features) + advantages - advantages.mean(-1, keepdim=True)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """The greedy action (exploration is the training loop's business)."""
+        return self(obs).argmax(-1)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- tau * source + (1 - tau) * target, parameter by parameter (tau = 1: a hard copy)."""
+    for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
+        target_param.lerp_(param, tau)

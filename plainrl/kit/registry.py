@@ -20,6 +20,10 @@ from plainrl.kit.errors import PlainRLError, did_you_mean
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "plainrl.classic.ppo",
+    "a2c": "plainrl.classic.a2c",
+    "dqn": "plainrl.classic.dqn",
+    "reinforce": "plainrl.classic.reinforce",
+    "sarsa": "plainrl.classic.sarsa",
 }
 
 

@@ -115,6 +115,7 @@ class Run:
             self.last_checkpoint_step = self.start_step
             self.elapsed_before = float(self.checkpoint_state["elapsed"])
         self._open_metrics()
+        self._last_log = (self.start_step, time.perf_counter())  # for steps_per_second between two logs
         from torch.utils.tensorboard import SummaryWriter
 
         self.tensorboard = SummaryWriter(str(path), purge_step=self.start_step + 1 if resumed else None)
@@ -182,7 +183,8 @@ class Run:
         return self.elapsed_before + time.perf_counter() - self._started
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Append one row to metrics.csv, write the scalars to TensorBoard, advance the progress bar.
+        """Append one row to metrics.csv (with steps_per_second since the last row), write the scalars to
+        TensorBoard, advance the progress bar.
 
         A NaN or infinite metric stops the run with a clear error before it can reach a checkpoint.
         """
@@ -192,6 +194,10 @@ class Run:
                     f"{key} = {value} at step {step}: training diverged. The last good checkpoint is at step "
                     f"{self.last_checkpoint_step}; try a lower learning rate or a smaller max_grad_norm"
                 )
+        now = time.perf_counter()
+        steps_per_second = (step - self._last_log[0]) / max(now - self._last_log[1], 1e-9)
+        self._last_log = (step, now)
+        metrics = {**metrics, "steps_per_second": steps_per_second}
         row: dict[str, float] = {"step": step, "time": round(self.elapsed(), 3), **metrics}
         new_columns = [k for k in row if k not in self.columns]
         if new_columns:
@@ -251,11 +257,20 @@ class Run:
         return any([hook(step, agent) for hook in self.step_hooks])
 
     # ----- checkpoints ----------------------------------------------------------------------------------
-    def maybe_checkpoint(self, step: int, make_state: Callable[[], dict[str, Any]], final: bool = False) -> None:
-        """Checkpoint every `checkpoint_every` steps, at the end, and when a stop was requested."""
+    def restore(self, objects: dict[str, Any]) -> bool:
+        """On a resumed run, load each object's state (anything with load_state_dict) from the checkpoint."""
+        if self.checkpoint_state is None:
+            return False
+        for name, obj in objects.items():
+            if obj is not None:
+                obj.load_state_dict(self.checkpoint_state[name])
+        return True
+
+    def maybe_checkpoint(self, step: int, objects: dict[str, Any], final: bool = False) -> None:
+        """Checkpoint the objects' state_dicts every `checkpoint_every` steps, at the end, and on a stop request."""
         due = step - self.last_checkpoint_step >= self.config.checkpoint_every
         if final or due or self.stop_requested:
-            self.save_checkpoint(step, make_state())
+            self.save_checkpoint(step, {name: obj.state_dict() for name, obj in objects.items() if obj is not None})
         if self.stop_requested:
             raise RunInterrupted(
                 f"interrupted at step {step}; checkpoint saved. Continue with: plainrl resume {self.dir}"
@@ -300,10 +315,15 @@ class Run:
 
 
 def rng_states() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from plainrl.kit.config import BaseConfig, apply, build_config
+from plainrl.kit.config import BaseConfig, apply, build_config  # noqa: F401  (re-exported for tests and scripts)
 from plainrl.kit.envs import make_env
 from plainrl.kit.evaluate import agent_policy, evaluate, write_eval_json
 from plainrl.kit.nets import resolve_device

@@ -82,3 +82,17 @@ def test_saved_run_evaluates_with_its_observation_statistics(tmp_path):
 
     expected = evaluate(agent_policy(agent), "CartPole-v1", 3, config.seed)
     assert training.evaluate_run(tmp_path, episodes=3) == expected
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_continuous_actions_train_and_evaluate(algo, tmp_path):
+    """Box actions: Gaussian head, clipped env actions, normalisation on; the run completes with finite numbers."""
+    run_dir = training.train_new(
+        algo, env="Pendulum-v1", run_dir=tmp_path / "run", show_progress=False,
+        set_items=["total_steps=2048", "num_envs=2", "num_steps=64", "eval_episodes=1"],
+    )  # fmt: skip
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert -2000 < result["mean_return"] <= 0  # Pendulum's returns are negative, 200 steps of at most -16.3
+    _, agent = training.load_agent(run_dir)
+    assert agent.head.log_std.shape == (1,)
+    assert agent.obs_normalizer.count.item() > 1000  # the Pendulum preset normalises observations

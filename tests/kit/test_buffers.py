@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from plainrl.kit.buffers import ReplayBuffer, compute_gae, discounted_returns
+from plainrl.kit.buffers import NStepTransitions, ReplayBuffer, compute_gae, discounted_returns
 
 
 def t(rows):
@@ -53,13 +53,15 @@ def test_gae_with_lambda_one_and_no_ends_is_return_minus_value():
 
 def test_discounted_returns_reward_to_go():
     assert discounted_returns(np.array([1.0, 0.0, 2.0]), 0.5).tolist() == pytest.approx([1.5, 1.0, 2.0])
+    # A truncated episode bootstraps its tail: G_2 = 2 + 0.5 * 8.
+    assert discounted_returns(np.array([1.0, 0.0, 2.0]), 0.5, final_value=8.0).tolist() == pytest.approx([2.5, 3, 6])
 
 
 def test_replay_buffer_wraps_around_and_keeps_the_newest():
     buffer = ReplayBuffer(capacity=5, obs_shape=(1,), action_shape=(), action_dtype=np.int64, seed=0)
     for step in range(4):  # 2 envs per add: 8 transitions into 5 slots
         obs = np.array([[2 * step], [2 * step + 1]], dtype=np.float32)
-        buffer.add(obs, np.array([0, 1]), obs[:, 0], obs + 100, np.array([0.0, 1.0]))
+        buffer.add(obs, np.array([0, 1]), obs[:, 0], obs + 100, np.array([0.0, 1.0]), 0.99)
     assert buffer.size == 5
     assert buffer.position == 8 % 5
     assert sorted(buffer.obs[:, 0].tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0]  # 0, 1, 2 were overwritten
@@ -69,11 +71,36 @@ def test_replay_buffer_wraps_around_and_keeps_the_newest():
     assert torch.equal(batch["next_obs"], batch["obs"] + 100)
     assert torch.equal(batch["rewards"], batch["obs"][:, 0])
     assert torch.equal(batch["terminated"], (batch["obs"][:, 0] % 2 == 1).float())
+    assert torch.allclose(batch["discounts"], torch.full((64,), 0.99))
 
 
 def test_replay_buffer_state_round_trip():
     buffer = ReplayBuffer(capacity=4, obs_shape=(2,), action_shape=(1,), seed=3)
-    buffer.add(np.ones((3, 2)), np.zeros((3, 1)), np.arange(3.0), np.ones((3, 2)), np.zeros(3))
+    buffer.add(np.ones((3, 2)), np.zeros((3, 1)), np.arange(3.0), np.ones((3, 2)), np.zeros(3), 0.9)
     copy = ReplayBuffer(capacity=4, obs_shape=(2,), action_shape=(1,), seed=99)
     copy.load_state_dict(buffer.state_dict())
     assert torch.equal(copy.sample(8)["rewards"], buffer.sample(8)["rewards"])
+
+
+def test_n_step_transitions_match_hand_computation():
+    # One env, n = 3, gamma = 0.5; states s0..s4, rewards 1, 2, 3, 4; s4 is terminal.
+    n_step = NStepTransitions(n=3, gamma=0.5, num_envs=1)
+    ready = []
+    for t in range(4):
+        ended = t == 3
+        obs, next_obs = np.array([[float(t)]]), np.array([[float(t + 1)]])
+        ready += n_step.add(obs, np.array([t]), np.array([t + 1.0]), next_obs, np.array([ended]), np.array([ended]))
+    got = [(float(o[0]), r, float(nxt[0]), term, d) for o, _, r, nxt, term, d in ready]
+    assert got == [
+        (0.0, 1 + 0.5 * 2 + 0.25 * 3, 3.0, False, 0.125),  # a full 3-step transition
+        (1.0, 2 + 0.5 * 3 + 0.25 * 4, 4.0, True, 0.125),  # reaches the terminal state in 3 steps
+        (2.0, 3 + 0.5 * 4, 4.0, True, 0.25),  # flushed at the episode end: only 2 steps left
+        (3.0, 4.0, 4.0, True, 0.5),
+    ]
+
+
+def test_one_step_transitions_pass_through_with_gamma():
+    n_step = NStepTransitions(n=1, gamma=0.9, num_envs=2)
+    ready = n_step.add(np.zeros((2, 1)), np.array([0, 1]), np.array([1.0, 2.0]), np.ones((2, 1)),
+                       np.array([False, True]), np.array([False, True]))  # fmt: skip
+    assert [(r, term, d) for _, _, r, _, term, d in ready] == [(1.0, False, 0.9), (2.0, True, 0.9)]

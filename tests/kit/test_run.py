@@ -34,7 +34,7 @@ def test_checkpoint_round_trip_restores_state_rng_and_truncates_metrics(tmp_path
     model = torch.nn.Linear(3, 2)
     run = Run.create("ppo", config(), tmp_path, show_progress=False)
     run.log(10, {"loss": 1.0})
-    run.maybe_checkpoint(10, lambda: {"agent": model.state_dict()})
+    run.maybe_checkpoint(10, {"agent": model})
     expected = (random.random(), np.random.rand(), torch.rand(1).item())  # draws right after the checkpoint
     run.log(20, {"loss": 2.0})  # logged after the checkpoint: lost by a crash, so dropped on resume
     run.close()
@@ -43,7 +43,7 @@ def test_checkpoint_round_trip_restores_state_rng_and_truncates_metrics(tmp_path
     assert resumed.start_step == 10
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
     copy = torch.nn.Linear(3, 2)
-    copy.load_state_dict(resumed.checkpoint_state["agent"])
+    assert resumed.restore({"agent": copy})
     assert all(torch.equal(a, b) for a, b in zip(copy.state_dict().values(), model.state_dict().values(), strict=True))
     resumed.log(20, {"loss": 3.0})
     resumed.close()
@@ -55,7 +55,7 @@ def test_checkpoints_follow_checkpoint_every(tmp_path):
     run = Run.create("ppo", config(checkpoint_every=25), tmp_path, show_progress=False)
     saved = []
     for step in range(10, 101, 10):
-        run.maybe_checkpoint(step, lambda: {})
+        run.maybe_checkpoint(step, {})
         saved.append(run.last_checkpoint_step)
     run.close()
     assert saved == [0, 0, 30, 30, 30, 60, 60, 60, 90, 90]
@@ -65,7 +65,7 @@ def test_stop_request_writes_a_checkpoint_then_raises(tmp_path):
     run = Run.create("ppo", config(checkpoint_every=1000), tmp_path, show_progress=False)
     run.stop_requested = True
     with pytest.raises(PlainRLError, match="interrupted at step 30.*plainrl resume"):
-        run.maybe_checkpoint(30, lambda: {"x": 1})
+        run.maybe_checkpoint(30, {"agent": torch.nn.Linear(1, 1)})
     run.close()
     assert Run.resume(tmp_path, config(), show_progress=False).start_step == 30
 

@@ -1,0 +1,176 @@
+"""Advantage Actor-Critic, synchronous (A2C: Mnih et al. 2016's A3C, arXiv 1602.01783, with the asynchronous
+workers replaced by N vector envs stepped in lockstep, as in OpenAI Baselines and Stable-Baselines3).
+
+    for iteration = 1, 2, ...
+        run pi in N envs for T steps (T is small: 5)                          -> rollout
+        A_t = GAE(gamma, lambda) over the rollout; R_t = A_t + V(s_t)
+              (lambda = 1 gives the n-step return r_t + ... + gamma^(T-t) V(s_T) minus V(s_t))
+        loss = -mean(log pi(a_t|s_t) * A_t) + c_v * mean((V(s_t) - R_t)^2) - c_e * mean(entropy)
+        one gradient step (RMSprop by default, as in the paper)
+
+Unlike PPO there is no old policy and no ratio: each rollout is used for exactly one gradient step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from plainrl.kit.buffers import RolloutBuffer, compute_gae
+from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.envs import EpisodeStats, make_vec_env
+from plainrl.kit.nets import ActorCritic, resolve_device
+from plainrl.kit.normalize import RewardScaler
+from plainrl.kit.run import Run
+
+ACTION_SPACES = ("Discrete", "Box")
+
+
+@dataclass
+class Config(BaseConfig):
+    total_steps: int = 500_000
+    num_envs: int = 8
+    num_steps: int = 5  # steps per env per update
+    learning_rate: float = 7e-4
+    anneal_lr: bool = False
+    optimizer: str = "rmsprop"  # rmsprop | adam
+    gamma: float = 0.99
+    gae_lambda: float = 1.0  # 1.0: n-step returns; < 1: GAE
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    norm_adv: bool = False
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
+        require(self.num_steps >= 1, f"num_steps = {self.num_steps} must be >= 1")
+        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
+        require(self.optimizer in ("rmsprop", "adam"), f"optimizer = {self.optimizer!r} is not rmsprop or adam")
+        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
+        require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
+        require(self.ent_coef >= 0, f"ent_coef = {self.ent_coef} must be >= 0")
+        require(self.vf_coef >= 0, f"vf_coef = {self.vf_coef} must be >= 0")
+        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require(not self.norm_adv or self.num_envs * self.num_steps > 1, "norm_adv needs more than one sample")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(total_steps=500_000, num_envs=8, num_steps=5),
+    "Acrobot-v1": dict(total_steps=500_000, num_envs=16, normalize_obs=True),
+    "LunarLander-v3": dict(
+        total_steps=1_000_000, num_envs=8, gamma=0.995, learning_rate=8.3e-4, anneal_lr=True, ent_coef=1e-5
+    ),
+    "Pendulum-v1": dict(
+        total_steps=1_000_000, num_envs=8, num_steps=8, gae_lambda=0.9, vf_coef=0.4, normalize_obs=True,
+        normalize_reward=True, anneal_lr=True,
+    ),
+}  # fmt: skip
+
+
+def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+    return ActorCritic(observation_space, action_space, config.hidden_sizes, config.activation, config.normalize_obs)
+
+
+def a2c_loss(
+    logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    vf_coef: float,
+    ent_coef: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Policy-gradient loss with a learned baseline on one batch (all inputs (B,)); returns (loss, diagnostics).
+
+    `advantages` and `returns` are constants: gradients flow only through log pi, V and the entropy.
+    """
+    policy_loss = -(logprobs * advantages).mean()
+    value_loss = ((values - returns) ** 2).mean()
+    entropy_mean = entropy.mean()
+    loss = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
+    diagnostics = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy_mean}
+    return loss, {name: value.detach() for name, value in diagnostics.items()}
+
+
+def train(config: Config, run: Run) -> ActorCritic:
+    device = resolve_device(config.device)
+    torch.set_num_threads(config.torch_threads)
+    envs = make_vec_env(config.env, config.num_envs, config.seed)
+    agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
+    if config.optimizer == "rmsprop":  # alpha and eps as in the paper's and SB3's A2C
+        optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
+            agent.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5, foreach=True
+        )
+    else:
+        optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
+    reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.normalize_reward else None
+    stateful = {"agent": agent, "optimizer": optimizer, "reward_scaler": reward_scaler}
+    run.restore(stateful)
+
+    T, N = config.num_steps, config.num_envs
+    batch_size = T * N
+    num_iterations = math.ceil(config.total_steps / batch_size)
+    log_every = max(1, 1000 // batch_size)  # iterations are tiny: log about every 1000 env steps
+    global_step = run.start_step
+    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space)
+    obs, _ = envs.reset(seed=config.seed + global_step)
+    episode_stats = EpisodeStats(N)
+
+    for iteration in range(global_step // batch_size, num_iterations):
+        if config.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - iteration / num_iterations) * config.learning_rate
+
+        # 1. A short rollout with the current policy.
+        obs = rollout.collect(envs, obs, agent.sample, episode_stats, reward_scaler)
+        global_step += batch_size
+
+        # 2. n-step returns (or GAE) bootstrapped from V of the state each step reached.
+        data = rollout.tensors(device)
+        values = agent.value(data["obs"])  # with gradient: the critic learns from this same batch
+        with torch.no_grad():
+            next_values = agent.value(data["next_obs"])
+            advantages, returns = compute_gae(
+                data["rewards"], values.detach(), next_values, data["terminated"], data["episode_ends"],
+                config.gamma, config.gae_lambda,
+            )  # fmt: skip
+            if config.norm_adv:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        # 3. One gradient step on the whole rollout.
+        logprobs, entropy = agent.head.log_prob_entropy(agent.policy_output(data["obs"]), data["actions"])
+        loss, diagnostics = a2c_loss(
+            logprobs, advantages, values, returns, entropy, vf_coef=config.vf_coef, ent_coef=config.ent_coef
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm, foreach=True)
+        optimizer.step()
+        agent.update_obs_statistics(data["obs"].reshape(batch_size, -1))
+
+        # 4. Log, checkpoint, and let benchmark hooks evaluate.
+        if iteration % log_every == 0 or iteration == num_iterations - 1:
+            run.log(
+                global_step,
+                {
+                    **{name: value.item() for name, value in diagnostics.items()},
+                    "loss": loss.item(),
+                    "learning_rate": optimizer.param_groups[0]["lr"],
+                    **episode_stats.pop(),
+                },
+            )
+        run.maybe_checkpoint(global_step, stateful)
+        if run.call_step_hooks(global_step, agent):
+            break
+    run.maybe_checkpoint(global_step, stateful, final=True)
+    envs.close()
+    return agent

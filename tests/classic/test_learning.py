@@ -1,0 +1,26 @@
+"""Seeded learning tests: each algorithm, on a short budget, must lift CartPole's deterministic evaluation return
+far above a random policy's ~20. A sign flip in a loss, a broken target or a broken GAE keeps it near 20.
+(Full budgets reach 475+: see docs/benchmarks.md.)"""
+
+import json
+
+import pytest
+
+from plainrl.kit import training
+
+CASES = [
+    # algo, settings, threshold (what seed 0 reached when this was written, in brackets)
+    ("reinforce", ["total_steps=40000"], 300),  # [484.6]
+    ("a2c", ["total_steps=30000"], 150),  # [264.0]
+    ("sarsa", ["total_steps=60000"], 300),  # [499.2]
+    ("dqn", ["total_steps=8000", "gradient_steps=64", "exploration_fraction=0.25"], 100),  # [170.0]
+    ("dqn", ["total_steps=8000", "gradient_steps=64", "exploration_fraction=0.25", "double=true"], 100),  # [199.1]
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo, settings, threshold", CASES, ids=["reinforce", "a2c", "sarsa", "dqn", "double_dqn"])
+def test_learns_cartpole(algo, settings, threshold, tmp_path):
+    run_dir = training.train_new(algo, env="CartPole-v1", run_dir=tmp_path / "run", show_progress=False,
+                                 set_items=[*settings, "eval_episodes=10"], flags={"seed": 0})  # fmt: skip
+    assert json.loads((run_dir / "eval.json").read_text())["mean_return"] >= threshold
