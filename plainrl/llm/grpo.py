@@ -40,7 +40,7 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import Rollout, SamplingParams, generate, positions_from_mask
 from plainrl.llm.lora import ALL_LINEAR, save_adapters
-from plainrl.llm.policy import build_policy, evaluate_policy, model_prompt
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
 from plainrl.llm.rewards import Reward, RewardSet, accuracy_reward, format_reward
 from plainrl.llm.tasks import Task, make_task
 
@@ -107,7 +107,7 @@ class Config(BaseConfig):
         require(0 < self.top_p <= 1, f"top_p = {self.top_p} must be in (0, 1]")
         require(self.top_k >= 0, f"top_k = {self.top_k} must be >= 0")
         require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
-        require(len(self.rewards) >= 1, "rewards must name at least one reward, e.g. [\"accuracy\"]")
+        require(len(self.rewards) >= 1, 'rewards must name at least one reward, e.g. ["accuracy"]')
         require(
             not self.reward_weights or len(self.reward_weights) == len(self.rewards),
             f"reward_weights = {list(self.reward_weights)} must have one weight per reward ({len(self.rewards)})",
@@ -243,19 +243,9 @@ def train(config: Config, run: Run) -> Any:
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
     G = config.group_size
 
-    step = 0
-    if run.checkpoint_state is not None:
-        model.load_state_dict(run.checkpoint_state["model"], strict=False)
-        optimizer.load_state_dict(run.checkpoint_state["optimizer"])
-        step = run.start_step
-
-    class TrainableWeights:  # what a checkpoint holds: only trained weights, so a LoRA checkpoint stays small
-        @staticmethod
-        def state_dict() -> dict[str, torch.Tensor]:
-            names = {name for name, p in model.named_parameters() if p.requires_grad}
-            return {k: v for k, v in model.state_dict().items() if k in names}
-
-    stateful = {"model": TrainableWeights, "optimizer": optimizer}
+    stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
+    run.restore(stateful)
+    step = run.start_step
 
     def held_out_accuracy() -> float:
         examples = task.test[: config.eval_n]
@@ -276,13 +266,17 @@ def train(config: Config, run: Run) -> Any:
         rollout_seconds = time.perf_counter() - rollout_start
 
         # 2. Rewards and group-relative advantages.
-        scores = reward_set.score(prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples])
+        scores = reward_set.score(
+            prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
+        )
         advantages = group_advantages(scores.total, G, config.scale_rewards).to(device)
         rows = torch.arange(len(examples), device=device)
         if config.drop_zero_variance_groups:
             varied = scores.total.view(-1, G).std(dim=1) > 0
             rows = rows[varied.repeat_interleave(G).to(device)]
-        correct = [task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)]
+        correct = [
+            task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)
+        ]
 
         # 3. Optimise: num_iterations passes over the rollouts, num_minibatches optimizer steps each.
         update_start = time.perf_counter()

@@ -74,6 +74,21 @@ def build_policy(config: Any, device: torch.device | str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+class TrainableWeights:
+    """A model's trained weights alone, as checkpoints hold them (a LoRA run's checkpoint stays small).
+    Offers state_dict / load_state_dict, so `run.restore` and `run.maybe_checkpoint` take it like a module."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        trained = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        return {name: value for name, value in self.model.state_dict().items() if name in trained}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state, strict=False)  # the rest is the base model
+
+
 def load_run_policy(run_dir: Path, device: torch.device | str) -> tuple[Any, Any]:
     """The policy of a run folder: its config's model, with the trained weights of its last checkpoint."""
     from plainrl.kit.config import apply

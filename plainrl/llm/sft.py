@@ -30,7 +30,7 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, pad_sequences
 from plainrl.llm.lora import ALL_LINEAR, save_adapters
-from plainrl.llm.policy import build_policy, evaluate_policy, model_prompt
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
 from plainrl.llm.tasks import Example, make_task
 
 
@@ -158,16 +158,9 @@ def train(config: Config, run: Run) -> Any:
     eval_examples = task.test[: config.eval_n]
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
 
-    step = 0
-    if run.checkpoint_state is not None:
-        model.load_state_dict(run.checkpoint_state["model"], strict=False)
-        optimizer.load_state_dict(run.checkpoint_state["optimizer"])
-        step = run.start_step
-
-    def checkpoint_state() -> dict[str, Any]:  # the trainable weights only: a LoRA checkpoint stays small
-        trainable_names = {name for name, p in model.named_parameters() if p.requires_grad}
-        weights = {k: v for k, v in model.state_dict().items() if k in trainable_names}
-        return {"model": weights, "optimizer": optimizer.state_dict()}
+    stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
+    run.restore(stateful)
+    step = run.start_step
 
     def evaluate() -> float:
         return evaluate_policy(model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size)["accuracy"]
@@ -204,10 +197,10 @@ def train(config: Config, run: Run) -> Any:
         if config.stop_at_accuracy > 0 and metrics.get("accuracy", 0.0) >= config.stop_at_accuracy:
             print(f"step {step}: held-out accuracy {accuracy:.3f} >= {config.stop_at_accuracy}, stopping")
             break
-        run.maybe_checkpoint(step, checkpoint_state)
+        run.maybe_checkpoint(step, stateful)
         if run.call_step_hooks(step, model):
             break
-    run.maybe_checkpoint(step, checkpoint_state, final=True)
+    run.maybe_checkpoint(step, stateful, final=True)
 
     result = evaluate_policy(model, tokenizer, task, task.test, eval_params, config.eval_batch_size)
     (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
