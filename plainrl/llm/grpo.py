@@ -119,7 +119,20 @@ class Config(BaseConfig):
     def resolved_learning_rate(self) -> float:
         if self.learning_rate > 0:
             return self.learning_rate
-        return 2e-4 if self.model == "tiny" else 1e-5 if self.lora_rank else 1e-6
+        return 5e-4 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
+
+
+def base_model(spec: str) -> str:
+    """The model a chain of run folders started from: runs/grpo_x -> runs/sft_y -> 'tiny'."""
+    from pathlib import Path
+
+    from plainrl.kit.run import read_run_config
+
+    seen = set()
+    while (Path(spec) / "config.toml").is_file() and spec not in seen:
+        seen.add(spec)
+        spec = str(read_run_config(spec).get("model", spec))
+    return spec
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
