@@ -58,9 +58,9 @@ def resume(
 
     try:
         if read_run_config(run_dir)["algo"] in LLM_TRAINERS:
-            from plainrl.llm import sft
+            from plainrl.llm import runs
 
-            sft.resume(run_dir, show_progress=progress)
+            runs.resume(run_dir, show_progress=progress)
             return
         training.resume(run_dir, show_progress=progress)
     except PlainRLError as err:
@@ -104,7 +104,7 @@ def plot(
         _fail(str(err))
 
 
-LLM_TRAINERS = ("sft",)
+LLM_TRAINERS = ("sft", "grpo")  # plainrl.llm.runs.TRAINERS, named here to keep `import plainrl.cli` light
 
 
 @app.command()
@@ -123,11 +123,41 @@ def sft(
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
 ) -> None:
     """Supervised fine-tuning of a language model on a task's target completions (held-out accuracy logged)."""
-    from plainrl.llm import sft as sft_trainer
+    from plainrl.llm import runs
 
     try:
-        sft_trainer.train_new(
-            config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+        runs.train_new(
+            "sft", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+            flags={"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
+                   "device": device},
+        )  # fmt: skip
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+@app.command()
+def grpo(
+    model: Annotated[
+        str | None, typer.Option(help="An SFT run folder, smollm2-135m, or a Hugging Face folder.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
+    ] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    total_steps: Annotated[int | None, typer.Option(help="GRPO steps (one batch of rollouts each).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/grpo_TASK_sSEED_TIME).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """GRPO on verifiable rewards (accuracy, format, your functions): G samples per prompt, group advantages."""
+    from plainrl.llm import runs
+
+    try:
+        runs.train_new(
+            "grpo", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
             flags={"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
                    "device": device},
         )  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from plainrl.kit.errors import ConfigError, PlainRLError
+from plainrl.kit.errors import ConfigError
 from plainrl.llm.generate import SamplingParams, generate_texts
 from plainrl.llm.model import ModelConfig, Transformer
 from plainrl.llm.tasks import Example, Task
@@ -90,20 +90,13 @@ class TrainableWeights:
 
 
 def load_run_policy(run_dir: Path, device: torch.device | str) -> tuple[Any, Any]:
-    """The policy of a run folder: its config's model, with the trained weights of its last checkpoint."""
-    from plainrl.kit.config import apply
-    from plainrl.kit.run import load_checkpoint_file, read_run_config
-    from plainrl.llm import sft
+    """The policy of an LLM run folder: its config's model, with the trained weights of its last checkpoint."""
+    from plainrl.kit.run import load_checkpoint_file
+    from plainrl.llm.runs import run_config
 
-    values = read_run_config(run_dir)
-    algo = values.pop("algo")
-    values.pop("meta", None)
-    if algo != "sft":
-        raise PlainRLError(f"{str(run_dir)!r} is a {algo} run, not an LLM run")
-    config = apply(sft.Config(), values, f"{run_dir}/config.toml")
+    _, _, config = run_config(run_dir)
     model, tokenizer = build_policy(config, device)
-    state = load_checkpoint_file(run_dir, map_location=device)
-    model.load_state_dict(state["model"], strict=False)  # trainable weights; the rest is the base model
+    TrainableWeights(model).load_state_dict(load_checkpoint_file(run_dir, map_location=device)["model"])
     return model.eval(), tokenizer
 
 

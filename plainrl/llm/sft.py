@@ -208,38 +208,3 @@ def train(config: Config, run: Run) -> Any:
         save_adapters(model, run.dir / "adapter")
     print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run.dir / 'eval.json'}")
     return model
-
-
-# ----- what `plainrl sft` and `plainrl resume` call ----------------------------------------------------------
-def train_new(
-    config_file: Any = None, set_items: list[str] | None = None, run_dir: Any = None,
-    flags: dict[str, Any] | None = None, show_progress: bool = True,
-) -> Any:  # fmt: skip
-    from plainrl.kit.config import build_config
-    from plainrl.llm.policy import check_model_spec
-
-    flags = dict(flags or {})
-    task = flags.pop("env", None)
-    config = build_config(Config, PRESETS, task, config_file, set_items, flags)
-    make_task(config.env)  # bad task specs and model names stop here, before a run folder exists
-    check_model_spec(config.model)
-    resolve_device(config.device)
-    with Run.create("sft", config, run_dir, show_progress=show_progress) as run:
-        print(f"run folder: {run.dir}")
-        train(config, run)
-    return run.dir
-
-
-def resume(run_dir: Any, show_progress: bool = True) -> Any:
-    from plainrl.kit.config import apply
-    from plainrl.kit.run import read_run_config
-
-    values = read_run_config(run_dir)
-    values.pop("algo")
-    values.pop("meta", None)
-    config = apply(Config(), values, f"{run_dir}/config.toml")
-    config.validate()
-    with Run.resume(run_dir, config, show_progress=show_progress) as run:
-        print(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
-        train(config, run)
-    return run_dir

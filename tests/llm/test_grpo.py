@@ -117,3 +117,33 @@ def test_grpo_learns_a_verifiable_reward(tmp_path):
         rewards = [float(row["reward"]) for row in csv.DictReader(f)]
     assert rewards[0] < 0.2
     assert sum(rewards[-3:]) / 3 >= 0.5
+
+
+def test_grpo_cli_errors_and_a_short_run_that_resumes(tmp_path):
+    from typer.testing import CliRunner
+
+    from plainrl.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["grpo", "--model", "tiny", "--set", "kl_estimator=k4"])
+    assert result.exit_code == 2 and "kl_estimator = 'k4' is not one of k1, k2, k3" in result.stderr
+    result = runner.invoke(app, ["grpo", "--model", "tiny", "--set", "group_size=1"])
+    assert result.exit_code == 2 and "group_size = 1 must be >= 2" in result.stderr
+    result = runner.invoke(app, ["grpo", "--model", "no/such/model"])
+    assert result.exit_code == 2 and "unknown model 'no/such/model'" in result.stderr
+
+    run_dir = tmp_path / "run"
+    args = ["grpo", "--model", "tiny", "--task", "arithmetic:digits=1,n_test=10", "--total-steps", "2",
+            "--run-dir", str(run_dir), "--no-progress", "--set", "prompts_per_step=2", "--set", "group_size=2",
+            "--set", "max_new_tokens=3", "--set", "eval_n=4", "--set", "checkpoint_every=1"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ["config.toml", "metrics.csv", "eval.json", "curve.png", "checkpoints/latest.pt"]:
+        assert (run_dir / name).exists(), name
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    logged = ["reward", "reward/accuracy", "kl", "clip_low_fraction", "clip_high_fraction", "entropy",
+              "completion_length", "tokens_per_second", "rollout_seconds", "update_seconds", "accuracy"]  # fmt: skip
+    assert set(logged) <= set(header)
+    result = runner.invoke(app, ["eval-llm", "--model", str(run_dir), "--task", "arithmetic:digits=1,n_test=10",
+                                 "--n", "4", "--greedy", "--out", str(tmp_path / "e.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from plainrl.cli import app
 from plainrl.kit.config import build_config
 from plainrl.kit.run import Run, RunInterrupted, load_checkpoint_file
-from plainrl.llm import sft
+from plainrl.llm import runs, sft
 
 runner = CliRunner()
 SMALL = ["tiny_dim=32", "tiny_n_layers=2", "tiny_hidden_dim=64", "batch_size=32", "warmup_steps=2", "eval_n=20"]
@@ -60,7 +60,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
         run.step_hooks.append(lambda step, model: setattr(run, "stop_requested", step == 5) and False)
         sft.train(config, run)
     assert load_checkpoint_file(tmp_path / "cut")["step"] == 6  # the stop is honoured at the next step
-    sft.resume(tmp_path / "cut", show_progress=False)
+    runs.resume(tmp_path / "cut", show_progress=False)
     straight = load_checkpoint_file(tmp_path / "straight")["model"]
     resumed = load_checkpoint_file(tmp_path / "cut")["model"]
     assert straight.keys() == resumed.keys()
