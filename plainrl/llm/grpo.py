@@ -119,7 +119,7 @@ class Config(BaseConfig):
     def resolved_learning_rate(self) -> float:
         if self.learning_rate > 0:
             return self.learning_rate
-        return 5e-4 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
+        return 5e-5 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
 
 
 def base_model(spec: str) -> str:
