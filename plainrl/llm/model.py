@@ -1,0 +1,231 @@
+"""A LLaMA-style decoder written out: RMSNorm, rotary positions (RoPE), grouped-query attention, SwiGLU, KV cache.
+
+    x = embed(tokens)                                       (B, T, dim)
+    for each layer:
+        x = x + attention(rms_norm(x))                      q, k rotated by RoPE; k, v shared by groups of q heads
+        x = x + mlp(rms_norm(x))                            down(silu(gate(x)) * up(x))
+    logits = rms_norm(x) @ embed.weight.T                   tied embeddings (or a separate lm_head)
+
+The same class runs the tiny models trained from scratch and Llama-architecture Hugging Face checkpoints such as
+SmolLM2 (hf.py copies their weights in): the layer names (q_proj, ..., down_proj) and the RoPE convention
+(rotate the two halves of each head) are Hugging Face's, so weights and LoRA target names carry over unchanged.
+
+The interface every policy model offers (hf.py wraps other Hugging Face models in it):
+
+    logits = model(tokens, positions, key_mask, cache, last_only)
+        tokens    (B, T) token ids
+        positions (B, T) RoPE positions (left-padded rows start later); default 0..T-1 after the cache
+        key_mask  (B, S) True where a key slot holds a real token, S = tokens in the cache + T; default all True
+        cache     model.new_cache(batch_size, max_len) or None; the new keys and values are appended to it
+        last_only logits of the last position only, (B, 1, V): what decoding needs, at a fraction of the cost
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 128
+    dim: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int = 2  # n_heads / n_kv_heads query heads share each key/value head (GQA); == n_heads is MHA
+    hidden_dim: int = 384  # SwiGLU width
+    max_seq_len: int = 256
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without the mean subtraction and the bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_cos_sin(
+    positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angles position * theta^(-2i/head_dim), each (B, 1, T, head_dim)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = positions.float()[..., None] * inv_freq  # (B, T, head_dim/2)
+    angles = torch.cat([angles, angles], dim=-1)  # the same angle for dimension i and i + head_dim/2
+    return angles.cos()[:, None].to(dtype), angles.sin()[:, None].to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[i], x[i + d/2]) of x (B, H, T, d) by its angle. Then q_m . k_n depends on m - n only."""
+    half = x.shape[-1] // 2
+    rotated_half = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated_half * sin
+
+
+class KVCache:
+    """Keys and values of every layer, preallocated: (B, n_kv_heads, max_len, head_dim) each.
+
+    Rows advance in lock-step (prompts are left-padded), so one `length` says how many slots are filled.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device: torch.device, dtype: torch.dtype):
+        shape = (batch_size, config.n_kv_heads, max_len, config.head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.length = 0  # slots filled by earlier forward calls
+        self.max_len = max_len
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, n_kv, T, d) after the filled slots; return all keys and values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache is full: {end} tokens > max_len = {self.max_len}")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        self.q_proj = nn.Linear(config.dim, config.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, H_kv, T, d)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.append(self.layer_index, k, v)  # (B, H_kv, S, d): the past and these T tokens
+        if self.n_kv_heads != self.n_heads:  # each key/value head serves n_heads / n_kv_heads query heads
+            group = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        # softmax(q k^T / sqrt(d) + mask) v; mask None means plain causal over these T tokens.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.dim, config.hidden_dim, bias=False)
+        self.up_proj = nn.Linear(config.dim, config.hidden_dim, bias=False)
+        self.down_proj = nn.Linear(config.hidden_dim, config.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
+        self.self_attn = Attention(config, layer_index)
+        self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, mask, cache):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab_size = config.vocab_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList([Block(config, i) for i in range(config.n_layers)])
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():  # GPT-2's scaled init of the projections into the residual
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        weight = self.embed_tokens.weight
+        return KVCache(self.config, batch_size, max_len, weight.device, weight.dtype)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits (B, T, V), or (B, 1, V) with last_only. See the module docstring for the arguments."""
+        B, T = tokens.shape
+        past = cache.length if cache is not None else 0
+        if positions is None:
+            positions = torch.arange(past, past + T, device=tokens.device).expand(B, T)
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, self.embed_tokens.weight.dtype)
+        mask = None
+        if key_mask is not None or (past > 0 and T > 1):  # otherwise SDPA's causal flag (or nothing) does it
+            mask = attention_mask(key_mask, B, T, past, tokens.device)
+        x = self.embed_tokens(tokens)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask, cache)
+        if cache is not None:
+            cache.length += T
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.norm(x))
+
+
+def attention_mask(key_mask: torch.Tensor | None, B: int, T: int, past: int, device: torch.device) -> torch.Tensor:
+    """(B, 1, T, past + T) bool: query i (slot past + i) sees key slot j if j <= past + i and slot j is real.
+
+    A query always sees itself, so a padding query has a finite (if meaningless) output instead of NaN.
+    """
+    slots = torch.arange(past + T, device=device)
+    query_slots = slots[past:, None]  # (T, 1)
+    allowed = slots[None, :] <= query_slots  # (T, S) causal
+    if key_mask is not None:
+        allowed = (allowed & key_mask[:, None, :]) | (slots[None, :] == query_slots)  # (B, T, S)
+    return allowed.expand(B, T, past + T)[:, None]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() lists a tied weight once

@@ -1,0 +1,210 @@
+"""Supervised fine-tuning: maximise the log-likelihood of the target completions, and only of them.
+
+    for step = 1 .. total_steps:
+        lr = warm-up (linear from 0) then cosine decay to min_lr_ratio * learning_rate
+        for each of grad_accum micro-batches of (prompt, target) pairs:
+            ids  = [prompt tokens][target tokens][EOS]          right-padded to the batch's longest
+            loss = - sum over target and EOS tokens of log p(token | tokens before it) / (target tokens in the step)
+            loss.backward()                                      gradients add up over the micro-batches
+        clip the gradient norm; one AdamW step
+        every eval_every steps: greedy accuracy on the task's held-out split
+
+`--model tiny` trains the built-in decoder from scratch; `--model smollm2-135m` or a Hugging Face folder
+fine-tunes a pretrained model, all weights or (with --lora-rank R) LoRA adapters only. Each step's
+micro-batches are a function of (seed, step) alone, so a resumed run sees the same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.nets import resolve_device
+from plainrl.kit.run import Run
+from plainrl.llm.generate import SamplingParams, pad_sequences
+from plainrl.llm.lora import ALL_LINEAR, save_adapters
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
+from plainrl.llm.tasks import Example, make_task
+
+
+@dataclass
+class Config(BaseConfig):
+    env: str = "arithmetic"  # the task: arithmetic[:digits=2,ops=+], countdown, or a .jsonl file
+    model: str = "tiny"  # tiny | smollm2-135m | a Hugging Face folder
+    total_steps: int = 1500  # optimizer steps
+    checkpoint_every: int = 500  # optimizer steps
+    torch_threads: int = 1  # a tiny model trains fastest on one core (two threads lose to a busy machine)
+    batch_size: int = 128  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    learning_rate: float = 0.0  # 0: 1e-3 for tiny, 2e-4 with LoRA, 2e-5 when fine-tuning all weights
+    adam_betas: tuple[float, ...] = (0.9, 0.95)
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1  # the cosine ends at this fraction of learning_rate
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    eval_every: int = 250  # optimizer steps between held-out evaluations (0: only at the end)
+    eval_n: int = 500  # held-out examples per evaluation (greedy)
+    eval_batch_size: int = 250
+    max_new_tokens: int = 16
+    stop_at_accuracy: float = 0.0  # > 0: stop once held-out accuracy reaches it (benchmarks)
+    lora_rank: int = 0  # 0: train all weights
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+    tiny_dim: int = 128  # the built-in model's size (--model tiny only)
+    tiny_n_layers: int = 4
+    tiny_n_heads: int = 4
+    tiny_n_kv_heads: int = 2
+    tiny_hidden_dim: int = 384
+    eval_episodes: int = 0  # unused here (a classic-RL field)
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
+        require(self.grad_accum >= 1, f"grad_accum = {self.grad_accum} must be >= 1")
+        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
+        require(
+            0 <= self.warmup_steps < self.total_steps, f"warmup_steps = {self.warmup_steps} must be in [0, total_steps)"
+        )
+        require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
+        require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio = {self.min_lr_ratio} must be in [0, 1]")
+        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
+        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
+        require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
+        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
+        require(0 <= self.lora_dropout < 1, f"lora_dropout = {self.lora_dropout} must be in [0, 1)")
+        require(self.tiny_dim % self.tiny_n_heads == 0, "tiny_dim must be a multiple of tiny_n_heads")
+        require(self.tiny_n_heads % self.tiny_n_kv_heads == 0, "tiny_n_heads must be a multiple of tiny_n_kv_heads")
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate > 0:
+            return self.learning_rate
+        return 1e-3 if self.model == "tiny" else 2e-4 if self.lora_rank else 2e-5
+
+
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def learning_rate_at(step: int, config: Config) -> float:
+    """Linear warm-up over warmup_steps, then a cosine from learning_rate down to min_lr_ratio of it."""
+    peak = config.resolved_learning_rate()
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return peak * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def tokenize(examples: list[Example], task: Any, tokenizer: Any) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, target ids + EOS) per example."""
+    return [
+        (tokenizer.prompt_ids(model_prompt(task, ex, tokenizer)), tokenizer.encode(ex.target) + [tokenizer.eos_ids[0]])
+        for ex in examples
+    ]
+
+
+def make_batch(pairs: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded ids (B, L) and the loss mask (B, L - 1): True where the next token is a target token."""
+    ids, _ = pad_sequences([p + c for p, c in pairs], pad_id, "right", device)
+    loss_mask = torch.zeros_like(ids, dtype=torch.bool)
+    for row, (prompt, completion) in enumerate(pairs):
+        loss_mask[row, len(prompt) : len(prompt) + len(completion)] = True
+    return {"ids": ids, "loss_mask": loss_mask[:, 1:]}  # position t predicts token t + 1
+
+
+def sft_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed cross-entropy of the target tokens. Right padding: real tokens never see padding, so the plain
+    causal mask is enough and padded positions only need to be left out of the loss."""
+    logits = model(batch["ids"])[:, :-1]  # (B, L-1, V)
+    targets = batch["ids"][:, 1:]
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    return (losses * batch["loss_mask"].flatten()).sum()
+
+
+def micro_batch_indices(step: int, micro: int, config: Config, n_examples: int) -> torch.Tensor:
+    """Example indices of one micro-batch: epochs are seeded permutations, so any step can be recomputed."""
+    per_step = config.batch_size * config.grad_accum
+    start = step * per_step + micro * config.batch_size
+    indices: list[int] = []
+    while len(indices) < config.batch_size:
+        epoch, offset = divmod(start + len(indices), n_examples)
+        order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+        indices += order[offset : offset + config.batch_size - len(indices)].tolist()
+    return torch.tensor(indices)
+
+
+def train(config: Config, run: Run) -> Any:
+    torch.set_num_threads(config.torch_threads)
+    device = resolve_device(config.device)
+    task = make_task(config.env)
+    model, tokenizer = build_policy(config, device)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable,
+        lr=config.resolved_learning_rate(),
+        betas=(config.adam_betas[0], config.adam_betas[1]),
+        weight_decay=config.weight_decay,
+    )
+    train_pairs = tokenize(task.train, task, tokenizer)
+    eval_examples = task.test[: config.eval_n]
+    eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
+
+    stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
+    run.restore(stateful)
+    step = run.start_step
+
+    def evaluate() -> float:
+        return evaluate_policy(model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size)["accuracy"]
+
+    accuracy = float("nan")
+    while step < config.total_steps:
+        step_start = time.perf_counter()
+        lr = learning_rate_at(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batches = [
+            make_batch([train_pairs[i] for i in micro_batch_indices(step, m, config, len(train_pairs))],
+                       tokenizer.pad_id, device)
+            for m in range(config.grad_accum)
+        ]  # fmt: skip
+        target_tokens = sum(int(b["loss_mask"].sum()) for b in batches)
+        total_loss = 0.0
+        for batch in batches:
+            loss = sft_loss_sum(model, batch) / target_tokens  # token mean over the whole step
+            loss.backward()
+            total_loss += loss.item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        metrics = {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr,
+                   "tokens_per_second": target_tokens / (time.perf_counter() - step_start)}  # fmt: skip
+        due = config.eval_every > 0 and step % config.eval_every == 0
+        if due or step == config.total_steps:
+            accuracy = evaluate()
+            metrics["accuracy"] = accuracy
+        run.log(step, metrics)
+        if config.stop_at_accuracy > 0 and metrics.get("accuracy", 0.0) >= config.stop_at_accuracy:
+            print(f"step {step}: held-out accuracy {accuracy:.3f} >= {config.stop_at_accuracy}, stopping")
+            break
+        run.maybe_checkpoint(step, stateful)
+        if run.call_step_hooks(step, model):
+            break
+    run.maybe_checkpoint(step, stateful, final=True)
+
+    result = evaluate_policy(model, tokenizer, task, task.test, eval_params, config.eval_batch_size)
+    (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
+    if config.lora_rank > 0:
+        save_adapters(model, run.dir / "adapter")
+    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run.dir / 'eval.json'}")
+    return model
