@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> QNetwork:
-    return QNetwork(observation_space, action_space, config.hidden_sizes, config.activation)
+    return QNetwork(observation_space, action_space, config.hidden_sizes, config.activation, orthogonal_init=True)
 
 
 def epsilon_greedy(q_values: torch.Tensor, epsilon: float, generator: torch.Generator | None = None) -> torch.Tensor:

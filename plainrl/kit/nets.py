@@ -192,18 +192,22 @@ class QNetwork(nn.Module):
         hidden_sizes: tuple[int, ...] = (64, 64),
         activation: str = "relu",
         dueling: bool = False,
+        orthogonal_init: bool = False,
     ) -> None:
+        """orthogonal_init=False keeps PyTorch's default initialisation, as the DQN references (SB3, CleanRL) do:
+        measured here, DQN on CartPole needs ~1.7x the steps with orthogonal init, deep SARSA learns far
+        slower without it."""
         super().__init__()
         obs_dim, n_actions = flat_dim(observation_space), flat_dim(action_space)
         self.dueling = dueling
-        # PyTorch's default initialisation (out_gain=None), as in the DQN references (SB3, CleanRL).
+        out_gain = 1.0 if orthogonal_init else None
         if dueling:
-            self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation, out_gain=None)
+            self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation, out_gain=out_gain)
             self.trunk.append(ACTIVATIONS[activation]())
             self.value_head = nn.Linear(hidden_sizes[-1], 1)
             self.advantage_head = nn.Linear(hidden_sizes[-1], n_actions)
         else:
-            self.q = mlp(obs_dim, hidden_sizes, n_actions, activation, out_gain=None)
+            self.q = mlp(obs_dim, hidden_sizes, n_actions, activation, out_gain=out_gain)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.dueling:

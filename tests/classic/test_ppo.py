@@ -59,7 +59,7 @@ def test_ppo_learns_cartpole(tmp_path):
     """Seeded learning test: a broken loss sign or GAE keeps the return near 20, far from the threshold."""
     run_dir = training.train_new(
         "ppo", env="CartPole-v1", run_dir=tmp_path / "run", show_progress=False,
-        set_items=["total_steps=20480", "eval_episodes=10"], flags={"seed": 0},
+        set_items=["total_steps=30720", "eval_episodes=10"], flags={"seed": 0},
     )  # fmt: skip
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["episodes"] == 10
