@@ -66,8 +66,8 @@ class Config(BaseConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": dict(total_steps=500_000, num_envs=8, num_steps=5),
-    "Acrobot-v1": dict(total_steps=500_000, num_envs=16, normalize_obs=True),
+    "CartPole-v1": dict(total_steps=100_000, num_envs=8, num_steps=5),
+    "Acrobot-v1": dict(total_steps=500_000, num_envs=16, normalize_obs=True, normalize_reward=True),
     "LunarLander-v3": dict(
         total_steps=1_000_000, num_envs=8, gamma=0.995, learning_rate=8.3e-4, anneal_lr=True, ent_coef=1e-5
     ),
