@@ -87,7 +87,8 @@ def plot_runs(run_dirs: list[Path], out: Path, labels: dict[Path, str]) -> Path:
         end = min(steps[-1] for steps, _ in curves)  # the band covers the steps every run reached
         grid = np.linspace(0, end, 200)
         ys = np.stack([np.interp(grid, steps, values) for steps, values in curves])
-        ax.plot(grid, ys.mean(0), color=f"C{color}", label=f"{label} ({len(curves)} runs)")
+        runs_label = f"{len(curves)} run" + ("s" if len(curves) > 1 else "")
+        ax.plot(grid, ys.mean(0), color=f"C{color}", label=f"{label} ({runs_label})")
         if len(curves) > 1:
             ax.fill_between(grid, ys.min(0), ys.max(0), color=f"C{color}", alpha=0.2)
     ax.set_xlabel("env steps")
