@@ -128,11 +128,12 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.append(self.layer_index, k, v)  # (B, H_kv, S, d): the past and these T tokens
-        if self.n_kv_heads != self.n_heads:  # each key/value head serves n_heads / n_kv_heads query heads
-            group = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        # softmax(q k^T / sqrt(d) + mask) v; mask None means plain causal over these T tokens.
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+        # softmax(q k^T / sqrt(d) + mask) v; mask None means plain causal over these T tokens. With GQA each
+        # key/value head serves n_heads / n_kv_heads consecutive query heads (enable_gqa: without copying k, v).
+        grouped = self.n_kv_heads != self.n_heads
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1, enable_gqa=grouped
+        )
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 

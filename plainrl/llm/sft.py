@@ -50,7 +50,7 @@ class Config(BaseConfig):
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     eval_every: int = 250  # optimizer steps between held-out evaluations (0: only at the end)
-    eval_n: int = 500  # held-out examples per evaluation (greedy)
+    eval_n: int = 500  # held-out examples per evaluation (greedy), the final one included
     eval_batch_size: int = 250
     max_new_tokens: int = 16
     stop_at_accuracy: float = 0.0  # > 0: stop once held-out accuracy reaches it (benchmarks)
@@ -202,7 +202,7 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    result = evaluate_policy(model, tokenizer, task, task.test, eval_params, config.eval_batch_size)
+    result = evaluate_policy(model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size)
     (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
     if config.lora_rank > 0:
         save_adapters(model, run.dir / "adapter")
