@@ -47,6 +47,7 @@ class Config(BaseConfig):
     target_update_interval: int = 500  # env steps between target-network updates
     tau: float = 1.0  # 1: hard copy; < 1: Polyak averaging
     learning_rate: float = 1e-3
+    anneal_lr: bool = False  # decay the learning rate linearly to 0 over total_steps: the final policy settles
     gamma: float = 0.99
     start_epsilon: float = 1.0
     end_epsilon: float = 0.05
@@ -77,11 +78,13 @@ class Config(BaseConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # rl-baselines3-zoo's schedule; 128-unit layers instead of 256 solve in as few steps for a third of the compute.
+    # rl-baselines3-zoo's schedule; 128-unit layers instead of 256 solve in as few steps for a third of the compute;
+    # the annealed learning rate keeps the final policy from degrading after it solves (Double DQN: 2 of 3 seeds
+    # ended below 475 without it, none with it).
     "CartPole-v1": dict(
         total_steps=50_000, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
         gamma=0.99, target_update_interval=10, train_frequency=256, gradient_steps=128,
-        exploration_fraction=0.16, end_epsilon=0.04, hidden_sizes=(128, 128),
+        exploration_fraction=0.16, end_epsilon=0.04, hidden_sizes=(128, 128), anneal_lr=True,
     ),
     "Acrobot-v1": dict(
         total_steps=100_000, learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0,
@@ -177,6 +180,8 @@ def train(config: Config, run: Run) -> QNetwork:
         # 2. Learn from replayed minibatches.
         if global_step >= config.learning_starts and since_train >= config.train_frequency:
             since_train = 0
+            if config.anneal_lr:
+                optimizer.param_groups[0]["lr"] = config.learning_rate * (1 - global_step / config.total_steps)
             for _ in range(config.gradient_steps):
                 batch = replay.sample(config.batch_size, device)
                 with torch.no_grad():
