@@ -24,6 +24,9 @@ ALGORITHMS: dict[str, str] = {
     "dqn": "plainrl.classic.dqn",
     "reinforce": "plainrl.classic.reinforce",
     "sarsa": "plainrl.classic.sarsa",
+    "ddpg": "plainrl.classic.ddpg",
+    "td3": "plainrl.classic.td3",
+    "sac": "plainrl.classic.sac",
 }
 
 
