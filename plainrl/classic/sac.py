@@ -74,7 +74,7 @@ class Config(BaseConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     # rl-baselines3-zoo's Pendulum setting (learning_rate 1e-3) with 64-unit layers: as few steps, less compute.
-    "Pendulum-v1": dict(total_steps=20_000, learning_rate=1e-3, hidden_sizes=(64, 64)),
+    "Pendulum-v1": dict(total_steps=15_000, learning_rate=1e-3, hidden_sizes=(64, 64)),
     "MountainCarContinuous-v0": dict(
         total_steps=50_000, learning_rate=3e-4, buffer_size=50_000, batch_size=512, gamma=0.9999, tau=0.01,
         train_frequency=32, gradient_steps=32, learning_starts=0, initial_alpha=0.1, hidden_sizes=(64, 64),

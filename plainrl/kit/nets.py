@@ -264,6 +264,9 @@ class QEnsemble(nn.Module):
 class BoxActor(nn.Module):
     """Base for continuous-action actors that work in [-1, 1]^d and map to the env's bounds [low, high]."""
 
+    action_scale: torch.Tensor
+    action_bias: torch.Tensor
+
     def __init__(self, action_space: gym.Space) -> None:
         super().__init__()
         if not isinstance(action_space, gym.spaces.Box) or not np.all(np.isfinite(action_space.low)):
