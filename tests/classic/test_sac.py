@@ -69,7 +69,8 @@ def test_sac_critic_loss_against_hand_computation():
     agent = sac.build_agent(config, gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (1,)))
     agent.critic, agent.target_critic = _constant_critic([2.0, 5.0]), _constant_critic([1.0, 3.0])
     batch = {"obs": torch.zeros(1, 3), "next_obs": torch.zeros(1, 3), "actions": torch.zeros(1, 1),
-             "rewards": torch.tensor([1.0]), "discounts": torch.tensor([0.9]), "terminated": torch.tensor([0.0])}  # fmt: skip
+             "rewards": torch.tensor([1.0]), "discounts": torch.tensor([0.9]),
+             "terminated": torch.tensor([0.0])}  # fmt: skip
     torch.manual_seed(0)
     _, diagnostics = sac.sac_losses(agent, batch, target_entropy=-1.0)
     torch.manual_seed(0)  # the same draws: the policy's sample at s' (row 1 of the joint pass over s and s')

@@ -19,7 +19,8 @@ def _constant_critic(values: list[float]) -> QEnsemble:
 
 def _batch(terminated: float = 0.0) -> dict[str, torch.Tensor]:
     return {"obs": torch.zeros(1, 3), "next_obs": torch.zeros(1, 3), "actions": torch.zeros(1, 1),
-            "rewards": torch.tensor([1.0]), "discounts": torch.tensor([0.9]), "terminated": torch.tensor([terminated])}  # fmt: skip
+            "rewards": torch.tensor([1.0]), "discounts": torch.tensor([0.9]),
+            "terminated": torch.tensor([terminated])}  # fmt: skip
 
 
 def test_td3_target_takes_the_min_of_the_twin_target_critics():
