@@ -27,6 +27,7 @@ ALGORITHMS: dict[str, str] = {
     "ddpg": "plainrl.classic.ddpg",
     "td3": "plainrl.classic.td3",
     "sac": "plainrl.classic.sac",
+    "trpo": "plainrl.classic.trpo",
 }
 
 
