@@ -183,7 +183,7 @@ def trpo_policy_step(
         vector_to_parameters(old_params + (accepted if accepted is not None else 0.0), policy_params)
         final_kl = float(mean_kl(old_distribution, policy_distribution(agent, obs)))
     step_fraction = 0.0 if accepted is None else float(accepted.norm() / full_step.norm())
-    return {"surrogate": float(surrogate_before), "kl": final_kl, "step_fraction": step_fraction}
+    return {"surrogate": surrogate_before.item(), "kl": final_kl, "step_fraction": step_fraction}
 
 
 def train(config: Config, run: Run) -> ActorCritic:

@@ -28,6 +28,7 @@ ALGORITHMS: dict[str, str] = {
     "td3": "plainrl.classic.td3",
     "sac": "plainrl.classic.sac",
     "trpo": "plainrl.classic.trpo",
+    "qac": "plainrl.classic.qac",
 }
 
 
