@@ -37,14 +37,7 @@ class Config(td3.Config):
         require(self.n_critics == 1, f"n_critics = {self.n_critics} must be 1 for DDPG (twin critics: use td3)")
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # rl-baselines3-zoo's Pendulum setting (gamma 0.98, learning_rate 1e-3, noise 0.1) with 1000 warm-up steps
-    # instead of 10000 and 64-unit layers instead of [400, 300].
-    "Pendulum-v1": dict(total_steps=20_000, gamma=0.98, buffer_size=200_000, hidden_sizes=(64, 64)),
-    "MountainCarContinuous-v0": dict(total_steps=300_000, exploration_noise=0.5, hidden_sizes=(64, 64)),
-    "HalfCheetah-v5": dict(total_steps=1_000_000, learning_starts=10_000, hidden_sizes=(400, 300)),
-    "Hopper-v5": dict(total_steps=1_000_000, learning_starts=10_000, hidden_sizes=(400, 300)),
-}  # fmt: skip
+PRESETS: dict[str, dict[str, Any]] = td3.PRESETS  # rl-baselines3-zoo tunes DDPG and TD3 alike
 
 build_agent = td3.build_agent
 train = td3.train

@@ -6,6 +6,7 @@ import torch
 
 from plainrl.classic import sac
 from plainrl.kit.nets import QEnsemble, TanhGaussianActor, squashed_gaussian_sample
+from tests.helpers import constant_critic
 
 
 def test_tanh_gaussian_log_prob_matches_numerical_change_of_variables():
@@ -54,20 +55,10 @@ def test_detached_critic_passes_gradient_to_actions_only():
     assert actions.grad is not None and all(p.grad is None for p in ensemble.parameters())
 
 
-def _constant_critic(values: list[float]) -> QEnsemble:
-    """A QEnsemble whose critic i outputs values[i] everywhere (zero weights, last-layer bias values[i])."""
-    critic = QEnsemble(3, 1, (4,), n=len(values))
-    with torch.no_grad():
-        for p in critic.parameters():
-            p.zero_()
-        critic.biases[-1].copy_(torch.tensor(values).view(-1, 1, 1))
-    return critic
-
-
 def test_sac_critic_loss_against_hand_computation():
     config = sac.Config(hidden_sizes=(4,), initial_alpha=0.5)
     agent = sac.build_agent(config, gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (1,)))
-    agent.critic, agent.target_critic = _constant_critic([2.0, 5.0]), _constant_critic([1.0, 3.0])
+    agent.critic, agent.target_critic = constant_critic([2.0, 5.0]), constant_critic([1.0, 3.0])
     batch = {"obs": torch.zeros(1, 3), "next_obs": torch.zeros(1, 3), "actions": torch.zeros(1, 1),
              "rewards": torch.tensor([1.0]), "discounts": torch.tensor([0.9]),
              "terminated": torch.tensor([0.0])}  # fmt: skip

@@ -4,17 +4,9 @@ import torch
 
 from plainrl.classic import ddpg, td3
 from plainrl.kit.nets import QEnsemble
+from tests.helpers import constant_critic
 
 OBS, ACTIONS = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,))
-
-
-def _constant_critic(values: list[float]) -> QEnsemble:
-    critic = QEnsemble(3, 1, (4,), n=len(values))
-    with torch.no_grad():
-        for p in critic.parameters():
-            p.zero_()
-        critic.biases[-1].copy_(torch.tensor(values).view(-1, 1, 1))
-    return critic
 
 
 def _batch(terminated: float = 0.0) -> dict[str, torch.Tensor]:
@@ -26,7 +18,7 @@ def _batch(terminated: float = 0.0) -> dict[str, torch.Tensor]:
 def test_td3_target_takes_the_min_of_the_twin_target_critics():
     config = td3.Config(hidden_sizes=(4,))
     agent = td3.build_agent(config, OBS, ACTIONS)
-    agent.critic, agent.target_critic = _constant_critic([2.0, 5.0]), _constant_critic([4.0, 3.0])
+    agent.critic, agent.target_critic = constant_critic([2.0, 5.0]), constant_critic([4.0, 3.0])
     _, diagnostics = td3.td3_losses(agent, _batch(), config, update_actor=False)
     y = 1.0 + 0.9 * 3.0
     assert diagnostics["critic_loss"].item() == pytest.approx((2.0 - y) ** 2 + (5.0 - y) ** 2)
