@@ -159,7 +159,8 @@ def train(config: Config, run: Run) -> SACAgent:
         else:
             with torch.inference_mode():
                 actions = agent.actor(torch.as_tensor(obs, device=device))[0].cpu().numpy()
-        env_actions = agent.actor.to_env(torch.as_tensor(actions)).numpy()  # [-1, 1] -> the env's bounds
+        # [-1, 1] -> the env's bounds
+        env_actions = agent.actor.to_env(torch.as_tensor(actions, device=device)).cpu().numpy()
         obs = replay.step_envs(envs, obs, env_actions, actions, config.gamma, episode_stats)
         global_step += config.num_envs
         since_train += config.num_envs

@@ -160,7 +160,8 @@ def train(config: Config, run: Run) -> TD3Agent:
                 actions = agent.actor(torch.as_tensor(obs, device=device)).cpu().numpy()
             noise = rng.normal(0.0, config.exploration_noise, size=actions.shape)
             actions = np.clip(actions + noise, -1.0, 1.0).astype(np.float32)
-        env_actions = agent.actor.to_env(torch.as_tensor(actions)).numpy()  # [-1, 1] -> the env's bounds
+        # [-1, 1] -> the env's bounds
+        env_actions = agent.actor.to_env(torch.as_tensor(actions, device=device)).cpu().numpy()
         obs = replay.step_envs(envs, obs, env_actions, actions, config.gamma, episode_stats)
         global_step += config.num_envs
         since_train += config.num_envs
