@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.utils.tensorboard  # noqa: F401  (import libraries before any clock starts, for both sides)
@@ -39,6 +40,15 @@ SB3_ZOO: dict[tuple[str, str], dict[str, Any]] = {
         n_envs=1, n_timesteps=50_000, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
         gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
         exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
+    ),
+    ("sac", "Pendulum-v1"): dict(n_envs=1, n_timesteps=20_000, learning_rate=1e-3),
+    ("td3", "Pendulum-v1"): dict(
+        n_envs=1, n_timesteps=20_000, gamma=0.98, buffer_size=200_000, learning_starts=10_000, noise_type="normal",
+        noise_std=0.1, gradient_steps=1, train_freq=1, learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]),
+    ),
+    ("ddpg", "Pendulum-v1"): dict(
+        n_envs=1, n_timesteps=20_000, gamma=0.98, buffer_size=200_000, learning_starts=10_000, noise_type="normal",
+        noise_std=0.1, gradient_steps=1, train_freq=1, learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]),
     ),
 }  # fmt: skip
 
@@ -98,6 +108,11 @@ def run_sb3(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> 
 
     hyper = dict(SB3_ZOO[(algo, env_id)])
     n_envs, n_timesteps = hyper.pop("n_envs"), hyper.pop("n_timesteps")
+    if hyper.pop("noise_type", None) == "normal":  # the zoo's action noise for DDPG and TD3
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        n_actions = gym.make(env_id).action_space.shape[0]
+        hyper["action_noise"] = NormalActionNoise(np.zeros(n_actions), hyper.pop("noise_std") * np.ones(n_actions))
     tracker = SolveTracker(env_id, seed, **tracker_args)
 
     class Track(BaseCallback):

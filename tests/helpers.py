@@ -47,3 +47,17 @@ class MultiBinaryEnv(gym.Env):
 def make_counting_env(length: int = 4) -> gym.Env:
     """A factory, for the `module:factory` form of env ids."""
     return CountingEnv(length=length, terminate=False)
+
+
+def constant_critic(values: list[float]) -> Any:
+    """A kit QEnsemble over 3-d observations and 1-d actions whose critic i outputs values[i] everywhere."""
+    import torch
+
+    from plainrl.kit.nets import QEnsemble
+
+    critic = QEnsemble(3, 1, (4,), n=len(values))
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.zero_()
+        critic.biases[-1].copy_(torch.tensor(values).view(-1, 1, 1))
+    return critic

@@ -188,6 +188,22 @@ class ReplayBuffer:
         self.position = (self.position + batch) % self.capacity
         self.size = min(self.size + batch, self.capacity)
 
+    def step_envs(
+        self,
+        envs: gym.vector.VectorEnv,
+        obs: np.ndarray,
+        env_actions: np.ndarray,
+        actions: np.ndarray,
+        gamma: float,
+        episode_stats: EpisodeStats,
+    ) -> np.ndarray:
+        """Step `envs` with `env_actions`, store the 1-step transitions (with `actions`, the form the learner
+        uses, e.g. rescaled to [-1, 1]) and return the observations to go on from."""
+        next_obs, rewards, terminated, truncated, infos = envs.step(env_actions)
+        episode_stats.update(rewards, terminated | truncated)
+        self.add(obs, actions, rewards, true_next_obs(next_obs, infos), terminated, gamma)
+        return next_obs
+
     def sample(self, batch_size: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         index = self.rng.integers(0, self.size, size=batch_size)
         return {name: torch.as_tensor(getattr(self, name)[index], device=device) for name in self.FIELDS}

@@ -48,12 +48,25 @@ def _wrap_user_env(env_id: str, env: Any) -> gym.Env:
     return gym.wrappers.TimeLimit(env, env.spec.max_episode_steps)
 
 
+class ClipToBounds(gym.ActionWrapper):
+    """Clip continuous actions to the action bounds. Unlike gymnasium's ClipAction, the wrapped env still
+    advertises its real bounds, which actors that squash into them (DDPG, TD3, SAC) need to know."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        assert isinstance(env.action_space, gym.spaces.Box)
+        self.low, self.high = env.action_space.low, env.action_space.high
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return np.clip(action, self.low, self.high)
+
+
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
     """One environment (for evaluation and inspection), continuous actions clipped to the action bounds."""
     kwargs = {"render_mode": render_mode} if render_mode else {}
     env = _env_maker(env_id, **kwargs)()
     if isinstance(env.action_space, gym.spaces.Box):
-        env = gym.wrappers.ClipAction(env)
+        env = ClipToBounds(env)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -67,7 +80,7 @@ def make_vec_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = Fal
     def make_one() -> gym.Env:
         env = maker()
         if isinstance(env.action_space, gym.spaces.Box):
-            env = gym.wrappers.ClipAction(env)
+            env = ClipToBounds(env)
         return env
 
     vector_cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv

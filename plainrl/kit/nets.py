@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.normalize import ObsNormalizer
@@ -224,5 +225,113 @@ class QNetwork(nn.Module):
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """target <- tau * source + (1 - tau) * target, parameter by parameter (tau = 1: a hard copy)."""
-    for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
-        target_param.lerp_(param, tau)
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)  # one op for all tensors
+
+
+class QEnsemble(nn.Module):
+    """`n` independent critics Q_i(s, a), evaluated together in one pass: (B, obs), (B, act) -> (n, B).
+
+    Each layer holds the n critics' weights stacked as one (n, in, out) tensor, so a forward pass is one batched
+    matrix multiply per layer instead of n (on small networks the per-op overhead, not arithmetic, is the cost).
+    DDPG uses n = 1, TD3 and SAC the twin critics of clipped double-Q, n = 2. Initialised as nn.Linear is.
+    """
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...], n: int = 2, activation: str = "relu"
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation = {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        self.activation = ACTIVATIONS[activation]()
+        sizes = [obs_dim + action_dim, *hidden_sizes, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1 / math.sqrt(fan_in)  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Q_i(s, a) for every critic, (n, B). detach_params: gradients flow to `actions` only (actor losses)."""
+        x = torch.cat([obs, actions], -1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            # (B, in) @ (n, in, out) broadcasts to (n, B, out): every critic sees the same batch.
+            x = torch.baddbmm(bias, x.expand(len(weight), *x.shape[-2:]), weight)
+            if i < last:
+                x = self.activation(x)
+        return x.squeeze(-1)
+
+
+class BoxActor(nn.Module):
+    """Base for continuous-action actors that work in [-1, 1]^d and map to the env's bounds [low, high]."""
+
+    action_scale: torch.Tensor
+    action_bias: torch.Tensor
+
+    def __init__(self, action_space: gym.Space) -> None:
+        super().__init__()
+        if not isinstance(action_space, gym.spaces.Box) or not np.all(np.isfinite(action_space.low)):
+            raise ConfigError(f"this actor needs a bounded Box action space, got {action_space}")
+        low = torch.as_tensor(action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def to_env(self, actions: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] -> [low, high]."""
+        return actions * self.action_scale + self.action_bias
+
+
+class DeterministicActor(BoxActor):
+    """a = mu(s) = tanh(mlp(s)) in [-1, 1]^d (DDPG, TD3); exploration noise is the training loop's business."""
+
+    def __init__(
+        self, observation_space: gym.Space, action_space: gym.Space, hidden_sizes: tuple[int, ...], activation: str
+    ) -> None:
+        super().__init__(action_space)
+        self.net = mlp(flat_dim(observation_space), hidden_sizes, flat_dim(action_space), activation, out_gain=None)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self.to_env(self(obs))
+
+
+def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a = tanh(u), u = mean + std * eps (reparameterised); returns (a, log pi(a|s)), (B, d) and (B,).
+
+    Change of variables: log pi(a) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2), and
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), which stays finite where tanh(u) rounds to +-1.
+    """
+    eps = torch.randn_like(mean)
+    u = mean + log_std.exp() * eps
+    log_prob_u = -0.5 * eps.pow(2) - log_std - HALF_LOG_2PI
+    log_det_jacobian = 2 * (math.log(2) - u - F.softplus(-2 * u))
+    return torch.tanh(u), (log_prob_u - log_det_jacobian).sum(-1)
+
+
+class TanhGaussianActor(BoxActor):
+    """SAC's policy: a = tanh(u), u ~ N(mean(s), std(s)^2) with a state-dependent std, in [-1, 1]^d."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+    def __init__(
+        self, observation_space: gym.Space, action_space: gym.Space, hidden_sizes: tuple[int, ...], activation: str
+    ) -> None:
+        super().__init__(action_space)
+        self.action_dim = flat_dim(action_space)
+        self.net = mlp(flat_dim(observation_space), hidden_sizes, 2 * self.action_dim, activation, out_gain=None)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample and its log-prob: ((B, d) in [-1, 1], (B,))."""
+        mean, log_std = self.net(obs).split(self.action_dim, -1)
+        return squashed_gaussian_sample(mean, log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX))
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        if deterministic:
+            return self.to_env(torch.tanh(self.net(obs)[..., : self.action_dim]))
+        return self.to_env(self(obs)[0])

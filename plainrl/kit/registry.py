@@ -29,6 +29,11 @@ ALGORITHMS: dict[str, str] = {
     "dqn": "plainrl.classic.dqn",
     "reinforce": "plainrl.classic.reinforce",
     "sarsa": "plainrl.classic.sarsa",
+    "ddpg": "plainrl.classic.ddpg",
+    "td3": "plainrl.classic.td3",
+    "sac": "plainrl.classic.sac",
+    "trpo": "plainrl.classic.trpo",
+    "qac": "plainrl.classic.qac",
     # tabular (plainrl/tabular/): dynamic programming, Monte Carlo, temporal difference
     "value_iteration": "plainrl.tabular.value_iteration",
     "policy_iteration": "plainrl.tabular.policy_iteration",

@@ -19,7 +19,10 @@ def test_interrupted_run_resumes_to_its_total(algo, tmp_path):
     settings = ["total_steps=3000", "eval_episodes=1", "checkpoint_every=100000"]
     if algo == "dqn":
         settings += ["learning_starts=200", "train_frequency=50", "gradient_steps=2"]
-    config = training.build_config(module.Config, module.PRESETS, "CartPole-v1", set_items=settings)
+    if algo in ("ddpg", "td3", "sac"):  # off-policy, continuous: fewer and smaller updates keep the test quick
+        settings += ["learning_starts=200", "train_frequency=10", "batch_size=32", "hidden_sizes=[32]"]
+    env = "CartPole-v1" if "Discrete" in module.ACTION_SPACES else "Pendulum-v1"
+    config = training.build_config(module.Config, module.PRESETS, env, set_items=settings)
     with pytest.raises(RunInterrupted), Run.create(algo, config, tmp_path, show_progress=False) as run:
 
         def interrupt_half_way(step: int, agent: object) -> bool:
