@@ -85,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Few envs and short rollouts with many epochs: learns CartPole in few steps and little wall-clock.
     "CartPole-v1": dict(
         total_steps=100_000, num_envs=8, num_steps=32, num_minibatches=2, update_epochs=10,
-        learning_rate=1.5e-3, gamma=0.98, gae_lambda=0.9, anneal_clip=True, vf_coef=1.0,
+        learning_rate=1.5e-3, gamma=0.99, gae_lambda=0.9, anneal_clip=True, vf_coef=1.0,
     ),
     "Acrobot-v1": dict(
         total_steps=500_000, num_envs=16, num_steps=256, num_minibatches=8, update_epochs=4,

@@ -59,11 +59,11 @@ def test_ppo_learns_cartpole(tmp_path):
     """Seeded learning test: a broken loss sign or GAE keeps the return near 20, far from the threshold."""
     run_dir = training.train_new(
         "ppo", env="CartPole-v1", run_dir=tmp_path / "run", show_progress=False,
-        set_items=["total_steps=30720", "eval_episodes=10"], flags={"seed": 0},
+        set_items=["eval_episodes=10"], flags={"seed": 0},  # the full CartPole preset (100k steps, ~20 s)
     )  # fmt: skip
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["episodes"] == 10
-    assert result["mean_return"] >= 450
+    assert result["mean_return"] >= 475
 
 
 def test_saved_run_evaluates_with_its_observation_statistics(tmp_path):
