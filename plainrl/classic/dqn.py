@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from plainrl.kit.buffers import NStepTransitions, ReplayBuffer
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import OffPolicyConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
 from plainrl.kit.nets import QNetwork, polyak_update, resolve_device
 from plainrl.kit.run import Run
@@ -36,7 +36,7 @@ ACTION_SPACES = ("Discrete",)
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(OffPolicyConfig):
     total_steps: int = 50_000
     num_envs: int = 1
     buffer_size: int = 100_000
@@ -61,16 +61,7 @@ class Config(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.buffer_size >= self.batch_size, f"buffer_size = {self.buffer_size} must be >= batch_size")
-        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.learning_starts >= 0, f"learning_starts = {self.learning_starts} must be >= 0")
-        require(self.train_frequency >= 1, f"train_frequency = {self.train_frequency} must be >= 1")
-        require(self.gradient_steps >= 1, f"gradient_steps = {self.gradient_steps} must be >= 1")
         require(self.target_update_interval >= 1, "target_update_interval must be >= 1")
-        require(0 < self.tau <= 1, f"tau = {self.tau} must be in (0, 1]")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
         for name in ("start_epsilon", "end_epsilon", "exploration_fraction"):
             require(0 <= getattr(self, name) <= 1, f"{name} = {getattr(self, name)} must be in [0, 1]")
         require(self.n_step >= 1, f"n_step = {self.n_step} must be >= 1")

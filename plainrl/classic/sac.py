@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import ReplayBuffer
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import OffPolicyConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import QEnsemble, TanhGaussianActor, flat_dim, polyak_update, resolve_device
 from plainrl.kit.run import Run
@@ -38,7 +38,7 @@ ACTION_SPACES = ("Box",)
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(OffPolicyConfig):
     env: str = "Pendulum-v1"
     total_steps: int = 100_000
     num_envs: int = 1
@@ -58,15 +58,6 @@ class Config(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.buffer_size >= self.batch_size, f"buffer_size = {self.buffer_size} must be >= batch_size")
-        require(self.learning_starts >= 0, f"learning_starts = {self.learning_starts} must be >= 0")
-        require(self.train_frequency >= 1, f"train_frequency = {self.train_frequency} must be >= 1")
-        require(self.gradient_steps >= 1, f"gradient_steps = {self.gradient_steps} must be >= 1")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
-        require(0 < self.tau <= 1, f"tau = {self.tau} must be in (0, 1]")
         require(self.initial_alpha > 0, f"initial_alpha = {self.initial_alpha} must be > 0")
         require(len(self.hidden_sizes) >= 1, "hidden_sizes must name at least one layer, e.g. [64, 64]")
 

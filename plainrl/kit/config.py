@@ -41,6 +41,33 @@ class BaseConfig:
         require(device_ok, f"device = {self.device!r} is not one of auto, cpu, cuda, cuda:N")
 
 
+@dataclass
+class OffPolicyConfig(BaseConfig):
+    """Fields every replay-buffer method has (DQN, DDPG, TD3, SAC); each algorithm sets its own defaults."""
+
+    num_envs: int = 1
+    buffer_size: int = 100_000
+    learning_starts: int = 1000  # env steps before the first update
+    batch_size: int = 64
+    train_frequency: int = 1  # env steps between training phases
+    gradient_steps: int = 1  # gradient steps per training phase
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    tau: float = 0.005  # target-network update rate (1: hard copy)
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
+        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
+        require(self.buffer_size >= self.batch_size, f"buffer_size = {self.buffer_size} must be >= batch_size")
+        require(self.learning_starts >= 0, f"learning_starts = {self.learning_starts} must be >= 0")
+        require(self.train_frequency >= 1, f"train_frequency = {self.train_frequency} must be >= 1")
+        require(self.gradient_steps >= 1, f"gradient_steps = {self.gradient_steps} must be >= 1")
+        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
+        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
+        require(0 < self.tau <= 1, f"tau = {self.tau} must be in (0, 1]")
+
+
 def require(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless `condition` holds."""
     if not condition:

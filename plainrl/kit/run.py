@@ -77,6 +77,18 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text())
 
 
+def saved_config(run_dir: str | Path, config_cls: type[BaseConfig]) -> BaseConfig:
+    """The validated config a run folder's config.toml records (without its 'algo' and 'meta')."""
+    from plainrl.kit.config import apply
+
+    values = read_run_config(run_dir)
+    values.pop("algo", None)
+    values.pop("meta", None)
+    config = apply(config_cls(), values, f"{run_dir}/config.toml")
+    config.validate()
+    return config
+
+
 def load_checkpoint_file(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():

@@ -13,7 +13,7 @@ from plainrl.kit.envs import make_env
 from plainrl.kit.evaluate import agent_policy, evaluate, write_eval_json
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.registry import check_action_space, check_observation_space, load_algorithm
-from plainrl.kit.run import Run, load_checkpoint_file, read_run_config
+from plainrl.kit.run import Run, load_checkpoint_file, read_run_config, saved_config
 
 
 def prepare(algo: str, config: BaseConfig) -> Any:
@@ -50,13 +50,9 @@ def train_new(
 
 def load_run_config(run_dir: str | Path) -> tuple[str, Any, BaseConfig]:
     """(algo name, algorithm module, config) of a saved run."""
-    values = read_run_config(run_dir)
-    algo = values.pop("algo")
-    values.pop("meta", None)
+    algo = read_run_config(run_dir)["algo"]
     module = load_algorithm(algo)
-    config = apply(module.Config(), values, f"{run_dir}/config.toml")
-    config.validate()
-    return algo, module, config
+    return algo, module, saved_config(run_dir, module.Config)
 
 
 def resume(run_dir: str | Path, show_progress: bool = True) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from plainrl.kit.config import BaseConfig, apply, build_config
+from plainrl.kit.config import BaseConfig, build_config
 from plainrl.kit.errors import PlainRLError
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run, read_run_config
+from plainrl.kit.run import Run, read_run_config, saved_config
 
 TRAINERS = {"sft": "plainrl.llm.sft", "grpo": "plainrl.llm.grpo"}
 
@@ -47,13 +47,9 @@ def train_new(
 
 def run_config(run_dir: str | Path) -> tuple[str, ModuleType, BaseConfig]:
     """(trainer name, trainer module, config) of an LLM run folder."""
-    values = read_run_config(run_dir)
-    name = values.pop("algo")
-    values.pop("meta", None)
+    name = read_run_config(run_dir)["algo"]
     module = trainer(name)
-    config = apply(module.Config(), values, f"{run_dir}/config.toml")
-    config.validate()
-    return name, module, config
+    return name, module, saved_config(run_dir, module.Config)
 
 
 def resume(run_dir: str | Path, show_progress: bool = True) -> Path:
