@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -109,7 +109,13 @@ def plot(
         _fail(str(err))
 
 
-LLM_TRAINERS = ("sft", "grpo")  # plainrl.llm.runs.TRAINERS, named here to keep `import plainrl.cli` light
+LLM_TRAINERS = (
+    "sft",
+    "grpo",
+    "reward-model",
+    "ppo-llm",
+    "dpo",
+)  # plainrl.llm.runs.TRAINERS, named here to keep `import plainrl.cli` light
 
 
 @app.command()
@@ -170,6 +176,76 @@ def grpo(
         _fail(str(err))
 
 
+def _llm_train(name: str, flags: dict[str, Any], config: Path | None, set_: list[str] | None, run_dir: Path | None,
+               progress: bool) -> None:  # fmt: skip
+    from plainrl.llm import runs
+
+    try:
+        runs.train_new(name, config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+                       flags=flags)  # fmt: skip
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+ModelOption = Annotated[str | None, typer.Option(help="An SFT run folder, smollm2-135m, or a Hugging Face folder.")]
+TaskOption = Annotated[
+    str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
+]
+LoraOption = Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
+ConfigOption = Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")]
+RunDirOption = Annotated[Path | None, typer.Option(help="Run folder (default: runs/NAME_TASK_sSEED_TIME).")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+ProgressOption = Annotated[bool, typer.Option(help="Show the live progress bar.")]
+PairsOption = Annotated[str | None, typer.Option(help="JSONL of {prompt, chosen, rejected} (default: verifier pairs).")]
+
+
+@app.command("reward-model")
+def reward_model(
+    model: ModelOption = None, task: TaskOption = None,
+    pairs: PairsOption = None,
+    lora_rank: LoraOption = None, seed: SeedOption = None,
+    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
+    progress: ProgressOption = True,
+) -> None:  # fmt: skip
+    """Reward model: the policy's trunk + a scalar head, Bradley-Terry loss on preference pairs."""
+    flags = {"env": task, "model": model, "pairs": pairs, "lora_rank": lora_rank, "seed": seed,
+             "total_steps": total_steps, "device": device}  # fmt: skip
+    _llm_train("reward-model", flags, config, set_, run_dir, progress)
+
+
+@app.command("ppo-llm")
+def ppo_llm(
+    model: ModelOption = None, task: TaskOption = None,
+    reward_model: Annotated[str | None, typer.Option(help="A reward-model run folder (default: verifiers).")] = None,
+    lora_rank: LoraOption = None, seed: SeedOption = None,
+    total_steps: Annotated[int | None, typer.Option(help="PPO steps (one batch of rollouts each).")] = None,
+    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
+    progress: ProgressOption = True,
+) -> None:  # fmt: skip
+    """PPO for language models (InstructGPT): per-token KL penalty, critic, token-level GAE, clipped losses."""
+    flags = {"env": task, "model": model, "reward_model": reward_model, "lora_rank": lora_rank, "seed": seed,
+             "total_steps": total_steps, "device": device}  # fmt: skip
+    _llm_train("ppo-llm", flags, config, set_, run_dir, progress)
+
+
+@app.command()
+def dpo(
+    model: ModelOption = None, task: TaskOption = None,
+    pairs: PairsOption = None,
+    lora_rank: LoraOption = None, seed: SeedOption = None,
+    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
+    progress: ProgressOption = True,
+) -> None:  # fmt: skip
+    """Direct Preference Optimization on preference pairs (sigmoid, conservative or IPO loss)."""
+    flags = {"env": task, "model": model, "pairs": pairs, "lora_rank": lora_rank, "seed": seed,
+             "total_steps": total_steps, "device": device}  # fmt: skip
+    _llm_train("dpo", flags, config, set_, run_dir, progress)
+
+
 @app.command("eval-llm")
 def eval_llm(
     model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a Hugging Face folder, or an LLM run folder.")],
@@ -178,9 +254,11 @@ def eval_llm(
     greedy: Annotated[bool, typer.Option(help="Greedy decoding (else sample at --temperature).")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 64,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable); default: </answer>.")] = None,
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
     out: Annotated[Path | None, typer.Option(help="JSON file for every prompt, completion and verdict.")] = None,
 ) -> None:
     """Accuracy of a language model on a task's held-out split: prints `accuracy = X`, writes a JSON file."""
@@ -190,7 +268,15 @@ def eval_llm(
     try:
         if temperature <= 0 and not greedy:
             raise PlainRLError(f"--temperature {temperature} must be > 0 (or use --greedy)")
-        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy)
+        if threads < 1:
+            raise PlainRLError(f"--threads {threads} must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
+        stop_strings = tuple(stop) if stop is not None else ("</answer>",)  # the answer is complete there
+        params = SamplingParams(
+            max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy, stop_strings=stop_strings
+        )
         run_eval(model, task, n, params, batch_size, device, seed, out)
     except PlainRLError as err:
         _fail(str(err))

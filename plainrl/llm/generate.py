@@ -177,6 +177,22 @@ def completion_logprobs(model: Any, rollout: Rollout, temperature: float = 1.0) 
     return logprobs.masked_fill(~rollout.completion_mask, 0.0)
 
 
+def completion_logprobs_entropy(
+    model: Any, rollout: Rollout, rows: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced log-probs (with gradients) and entropies (without) of the completion tokens of `rows`, (b, N)."""
+    ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
+    P = rollout.prompt_ids.shape[1]
+    logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1].float() / temperature  # predicts completions
+    log_probs_all = logits.log_softmax(dim=-1)  # (b, N, V)
+    logprobs = log_probs_all.gather(2, rollout.completion_ids[rows][..., None]).squeeze(2)
+    with torch.no_grad():
+        entropy = -(log_probs_all.exp() * log_probs_all).sum(-1)
+    completion_mask = rollout.completion_mask[rows]
+    return logprobs.masked_fill(~completion_mask, 0.0), entropy.masked_fill(~completion_mask, 0.0)
+
+
 def generate_texts(
     model: Any,
     tokenizer: Any,

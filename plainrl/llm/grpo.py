@@ -25,7 +25,6 @@ length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
 import time
@@ -38,11 +37,11 @@ from plainrl.kit.config import BaseConfig, require
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
-from plainrl.llm.generate import Rollout, SamplingParams, generate, positions_from_mask
+from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
 from plainrl.llm.lora import ALL_LINEAR, save_adapters
 from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
-from plainrl.llm.rewards import Reward, RewardSet, accuracy_reward, format_reward
-from plainrl.llm.tasks import Task, make_task
+from plainrl.llm.rewards import rewards_by_name
+from plainrl.llm.tasks import make_task
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
@@ -202,43 +201,6 @@ def grpo_loss(
     return loss, diagnostics
 
 
-def completion_logprobs_entropy(
-    model: Any, rollout: Rollout, rows: torch.Tensor, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced log-probs (with gradients) and entropies (without) of the completion tokens of `rows`, (b, N)."""
-    ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
-    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
-    P = rollout.prompt_ids.shape[1]
-    logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1].float() / temperature  # predicts completions
-    log_probs_all = logits.log_softmax(dim=-1)  # (b, N, V)
-    logprobs = log_probs_all.gather(2, rollout.completion_ids[rows][..., None]).squeeze(2)
-    with torch.no_grad():
-        entropy = -(log_probs_all.exp() * log_probs_all).sum(-1)
-    completion_mask = rollout.completion_mask[rows]
-    return logprobs.masked_fill(~completion_mask, 0.0), entropy.masked_fill(~completion_mask, 0.0)
-
-
-def make_rewards(config: Config, task: Task) -> RewardSet:
-    """accuracy / format / module:function names -> a RewardSet (failures and timeouts contained there)."""
-    weights = config.reward_weights or tuple(1.0 for _ in config.rewards)
-    rewards = []
-    for name, weight in zip(config.rewards, weights, strict=True):
-        if name == "accuracy":
-            rewards.append(Reward(accuracy_reward(task), weight, "accuracy"))
-        elif name == "format":
-            rewards.append(Reward(format_reward(), weight, "format"))
-        elif ":" in name:
-            module_name, _, attr = name.partition(":")
-            try:
-                fn = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as err:
-                raise ConfigError(f"reward {name!r} cannot be loaded: {err}") from None
-            rewards.append(Reward(fn, weight, attr))
-        else:
-            raise ConfigError(f"reward {name!r} is not accuracy, format or module:function")
-    return RewardSet(rewards, timeout_s=config.reward_timeout_s)
-
-
 # ----- the training loop ------------------------------------------------------------------------------------------
 def train(config: Config, run: Run) -> Any:
     torch.set_num_threads(config.torch_threads)
@@ -250,7 +212,7 @@ def train(config: Config, run: Run) -> Any:
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(),
                                   betas=(config.adam_betas[0], config.adam_betas[1]),
                                   weight_decay=config.weight_decay)  # fmt: skip
-    reward_set = make_rewards(config, task)
+    reward_set = rewards_by_name(config.rewards, config.reward_weights, task, config.reward_timeout_s)
     sampling = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                               top_p=config.top_p, top_k=config.top_k)  # fmt: skip
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)

@@ -188,6 +188,20 @@ class HFCausalLM(nn.Module):
             cache.length += T
         return out.logits
 
+    @property
+    def hidden_size(self) -> int:
+        return int(self.hf.config.hidden_size)
+
+    def hidden_states(
+        self, tokens: torch.Tensor, positions: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The base model's last (normalised) hidden states, (B, T, hidden_size), for scalar heads."""
+        B, T = tokens.shape
+        if key_mask is None:
+            key_mask = torch.ones((B, T), dtype=torch.bool, device=tokens.device)
+        out = self.hf.base_model(input_ids=tokens, attention_mask=key_mask.long(), position_ids=positions)
+        return out.last_hidden_state
+
 
 def load_hf(folder: str | Path, device: torch.device | str = "cpu", native: bool = True) -> tuple[Any, HFTokenizer]:
     """(model, tokenizer) from a local Hugging Face folder; Llama architectures run natively unless native=False."""

@@ -188,6 +188,10 @@ class Transformer(nn.Module):
         weight = self.embed_tokens.weight
         return KVCache(self.config, batch_size, max_len, weight.device, weight.dtype)
 
+    @property
+    def hidden_size(self) -> int:
+        return self.config.dim
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -197,6 +201,18 @@ class Transformer(nn.Module):
         last_only: bool = False,
     ) -> torch.Tensor:
         """Logits (B, T, V), or (B, 1, V) with last_only. See the module docstring for the arguments."""
+        hidden = self.hidden_states(tokens, positions, key_mask, cache)
+        return self.lm_head(hidden[:, -1:] if last_only else hidden)
+
+    def hidden_states(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """The final normalised hidden states (B, T, dim): what lm_head reads, and what scalar heads
+        (reward model, value function) read."""
         B, T = tokens.shape
         past = cache.length if cache is not None else 0
         if positions is None:
@@ -210,9 +226,7 @@ class Transformer(nn.Module):
             x = layer(x, cos, sin, mask, cache)
         if cache is not None:
             cache.length += T
-        if last_only:
-            x = x[:, -1:]
-        return self.lm_head(self.norm(x))
+        return self.norm(x)
 
 
 def attention_mask(key_mask: torch.Tensor | None, B: int, T: int, past: int, device: torch.device) -> torch.Tensor:

@@ -19,6 +19,7 @@ calls a reward is switched off (scores 0, counted as failures) so hung threads c
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import re
@@ -30,6 +31,7 @@ from typing import Any
 
 import torch
 
+from plainrl.kit.errors import ConfigError
 from plainrl.llm.tasks import Task
 
 R1_FORMAT = r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$"  # DeepSeek-R1-Zero's template
@@ -189,3 +191,26 @@ class RewardSet:
         except Exception:  # noqa: BLE001 - a user's reward must never stop training
             return _FAILED
         return value
+
+
+def rewards_by_name(
+    names: Sequence[str], weights: Sequence[float], task: Task, timeout_s: float | None = 5.0
+) -> RewardSet:
+    """accuracy | format | module:function (yours), weighted (empty weights: all 1) -> a RewardSet."""
+    weights = weights or [1.0] * len(names)
+    rewards = []
+    for name, weight in zip(names, weights, strict=True):
+        if name == "accuracy":
+            rewards.append(Reward(accuracy_reward(task), weight, "accuracy"))
+        elif name == "format":
+            rewards.append(Reward(format_reward(), weight, "format"))
+        elif ":" in name:
+            module_name, _, attr = name.partition(":")
+            try:
+                fn = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as err:
+                raise ConfigError(f"reward {name!r} cannot be loaded: {err}") from None
+            rewards.append(Reward(fn, weight, attr))
+        else:
+            raise ConfigError(f"reward {name!r} is not accuracy, format or module:function")
+    return RewardSet(rewards, timeout_s=timeout_s)

@@ -1,5 +1,6 @@
-"""LLM trainers by name, and what `plainrl sft|grpo` and `plainrl resume` do for them: resolve and check the
-config before any loading, open the run folder, train; reopen a run folder for resume or evaluation.
+"""LLM trainers by name, and what `plainrl sft|grpo|reward-model|ppo-llm|dpo` and `plainrl resume` do for them:
+resolve and check the config before any loading, open the run folder, train;
+reopen a run folder for resume or evaluation.
 
 Each trainer module offers `Config`, `PRESETS` and `train(config, run)`.
 """
@@ -16,7 +17,13 @@ from plainrl.kit.errors import PlainRLError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run, read_run_config, saved_config
 
-TRAINERS = {"sft": "plainrl.llm.sft", "grpo": "plainrl.llm.grpo"}
+TRAINERS = {
+    "sft": "plainrl.llm.sft",
+    "grpo": "plainrl.llm.grpo",
+    "reward-model": "plainrl.llm.reward_model",
+    "ppo-llm": "plainrl.llm.ppo",
+    "dpo": "plainrl.llm.dpo",
+}
 
 
 def trainer(name: str) -> ModuleType:

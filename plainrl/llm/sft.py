@@ -31,7 +31,7 @@ from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, pad_sequences
 from plainrl.llm.lora import ALL_LINEAR, save_adapters
 from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
-from plainrl.llm.tasks import Example, make_task
+from plainrl.llm.tasks import Example, epoch_indices, make_task
 
 
 @dataclass
@@ -131,14 +131,8 @@ def sft_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def micro_batch_indices(step: int, micro: int, config: Config, n_examples: int) -> torch.Tensor:
     """Example indices of one micro-batch: epochs are seeded permutations, so any step can be recomputed."""
-    per_step = config.batch_size * config.grad_accum
-    start = step * per_step + micro * config.batch_size
-    indices: list[int] = []
-    while len(indices) < config.batch_size:
-        epoch, offset = divmod(start + len(indices), n_examples)
-        order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-        indices += order[offset : offset + config.batch_size - len(indices)].tolist()
-    return torch.tensor(indices)
+    start = step * config.batch_size * config.grad_accum + micro * config.batch_size
+    return epoch_indices(start, config.batch_size, n_examples, config.seed)
 
 
 def train(config: Config, run: Run) -> Any:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from plainrl.kit.errors import ConfigError, did_you_mean
 
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -304,3 +306,14 @@ def parse_options(options: str, spec: str) -> dict[str, Any]:
             value = raw.lower() == "true"
         out[key.strip()] = value
     return out
+
+
+def epoch_indices(start: int, count: int, n_examples: int, seed: int) -> torch.Tensor:
+    """Indices start .. start + count - 1 of a dataset read in epochs, each a permutation seeded by (seed, epoch):
+    any batch of any step can be recomputed, so a resumed run reads the same data as an uninterrupted one."""
+    indices: list[int] = []
+    while len(indices) < count:
+        epoch, offset = divmod(start + len(indices), n_examples)
+        order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        indices += order[offset : offset + count - len(indices)].tolist()
+    return torch.tensor(indices)

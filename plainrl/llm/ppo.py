@@ -1,0 +1,298 @@
+"""PPO for language models, InstructGPT style (Ouyang et al. 2022, arXiv 2203.02155; Ziegler et al. 2019;
+Stiennon et al. 2020). Each completion is an episode whose actions are its tokens.
+
+    for step = 1 .. total_steps:
+        one completion y per prompt x, sampled from pi_old (the current policy)
+        score s(x, y): the task's verifier rewards (rewards.py), or a trained reward model (reward_model.py)
+        per-token rewards  r_t = -kl_coef (log pi_old(y_t) - log pi_ref(y_t))   + s(x, y) on the last token only
+        values             V_t = V(x, y_<t), from the critic (its own trunk + scalar head), completion tokens only
+        GAE over tokens:   delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1}  (0 past the end)
+        returns R_t = A_t + V_t; advantages whitened over the batch's completion tokens
+        for epoch = 1 .. ppo_epochs, for each minibatch:
+            ratio_t     = pi(y_t) / pi_old(y_t)
+            policy loss = -mean_t min(ratio_t A_t, clip(ratio_t, 1 - eps, 1 + eps) A_t)
+            value loss  = 1/2 mean_t max((V_t - R_t)^2, (clip(V_t, V_old - eps_v, V_old + eps_v) - R_t)^2)
+            loss        = policy loss + vf_coef value loss;  one AdamW step on policy and critic
+
+The critic starts as a copy of the starting policy's trunk with a new scalar head; the reference is a frozen copy
+of the starting policy. Token-level GAE reuses the classic track's kit.buffers.compute_gae, time-major.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from plainrl.kit.buffers import compute_gae
+from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.nets import resolve_device
+from plainrl.kit.run import Run
+from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
+from plainrl.llm.lora import ALL_LINEAR, save_adapters
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
+from plainrl.llm.reward_model import ScalarModel, load_reward_model
+from plainrl.llm.rewards import rewards_by_name
+from plainrl.llm.tasks import make_task
+
+
+@dataclass
+class Config(BaseConfig):
+    env: str = "arithmetic"  # the task: prompts, verifier, held-out accuracy
+    model: str = "tiny"  # the starting policy: an SFT run folder, smollm2-135m, a Hugging Face folder
+    reward_model: str = ""  # a `plainrl reward-model` run folder; empty: the verifier rewards below
+    rewards: tuple[str, ...] = ("accuracy",)  # accuracy | format | module:function (when no reward_model)
+    reward_weights: tuple[float, ...] = ()
+    reward_timeout_s: float = 5.0
+    total_steps: int = 100  # PPO steps: one batch of rollouts each
+    checkpoint_every: int = 20
+    prompts_per_step: int = 64  # one completion each
+    ppo_epochs: int = 4
+    num_minibatches: int = 4
+    learning_rate: float = 0.0  # policy; 0: 5e-5 for built-in models, 1e-5 with LoRA, 1e-6 for all weights
+    critic_learning_rate: float = 0.0  # 0: 2x the policy's
+    max_grad_norm: float = 1.0
+    kl_coef: float = 0.05  # per-token KL penalty to the reference, inside the reward
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    clip_range_value: float = 0.2
+    vf_coef: float = 0.1
+    whiten_advantages: bool = True
+    temperature: float = 1.0
+    max_new_tokens: int = 16
+    stop_strings: tuple[str, ...] = ("</answer>",)
+    eval_every: int = 10  # PPO steps between held-out evaluations (0: only at the end)
+    eval_n: int = 200
+    eval_batch_size: int = 200
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+    eval_episodes: int = 0  # unused here (a classic-RL field)
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.prompts_per_step >= 1, f"prompts_per_step = {self.prompts_per_step} must be >= 1")
+        require(self.ppo_epochs >= 1, f"ppo_epochs = {self.ppo_epochs} must be >= 1")
+        require(
+            1 <= self.num_minibatches <= self.prompts_per_step,
+            f"num_minibatches = {self.num_minibatches} must be in [1, prompts_per_step = {self.prompts_per_step}]",
+        )
+        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
+        require(self.critic_learning_rate >= 0, f"critic_learning_rate = {self.critic_learning_rate} must be >= 0")
+        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require(self.kl_coef >= 0, f"kl_coef = {self.kl_coef} must be >= 0")
+        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
+        require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
+        require(self.clip_range > 0, f"clip_range = {self.clip_range} must be > 0")
+        require(self.clip_range_value > 0, f"clip_range_value = {self.clip_range_value} must be > 0")
+        require(self.vf_coef >= 0, f"vf_coef = {self.vf_coef} must be >= 0")
+        require(self.temperature > 0, f"temperature = {self.temperature} must be > 0")
+        require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
+        require(len(self.rewards) >= 1, 'rewards must name at least one reward, e.g. ["accuracy"]')
+        require(
+            not self.reward_weights or len(self.reward_weights) == len(self.rewards),
+            f"reward_weights = {list(self.reward_weights)} must have one weight per reward ({len(self.rewards)})",
+        )
+        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
+        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
+        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
+
+    def resolved_learning_rate(self) -> float:
+        from plainrl.llm.grpo import base_model
+
+        if self.learning_rate > 0:
+            return self.learning_rate
+        return 5e-5 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
+
+
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+# ----- the pieces of the objective ---------------------------------------------------------------------------------
+def token_rewards(
+    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards (B, N): -kl_coef * (log pi - log pi_ref) on every completion token, plus the sequence's
+    score (B,) on its last token. Also returns the per-token KL estimate (B, N). 0 where mask (B, N) is False."""
+    kl = (logprobs - ref_logprobs) * mask
+    rewards = -kl_coef * kl
+    last = mask.long().sum(1) - 1  # completions are contiguous from token 0
+    rewards[torch.arange(len(scores)), last] += scores
+    return rewards, kl
+
+
+def token_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over completion tokens: (B, N) each -> (advantages, returns), 0 where mask is False.
+    The episode ends on each row's last token: nothing is bootstrapped past it."""
+    mask_f = mask.float()
+    is_last = mask_f - F.pad(mask_f[:, 1:], (0, 1))  # 1 on the last completion token
+    next_values = F.pad(values[:, 1:], (0, 1)) * F.pad(mask_f[:, 1:], (0, 1))
+    advantages, returns = compute_gae(
+        rewards.T, values.T, next_values.T, is_last.T, is_last.T, gamma, gae_lambda
+    )  # kit.buffers wants time-major (T, N): here (tokens, completions)
+    return advantages.T * mask_f, returns.T * mask_f
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std over the entries where mask is True; 0 elsewhere."""
+    mask_f = mask.float()
+    n = mask_f.sum().clamp(min=1)
+    mean = (x * mask_f).sum() / n
+    variance = (((x - mean) * mask_f) ** 2).sum() / n
+    return (x - mean) * torch.rsqrt(variance + 1e-8) * mask_f
+
+
+def completion_values(critic: ScalarModel, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:
+    """V(x, y_<t) for each completion token t of `rows`, (b, N): the critic's output at the position just before the
+    token (the prompt's last token for t = 0). Prompt and padding positions are never read; 0 where masked."""
+    ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
+    P = rollout.prompt_ids.shape[1]
+    values = critic(ids, mask)[:, P - 1 : -1]
+    return values.masked_fill(~rollout.completion_mask[rows], 0.0)
+
+
+def ppo_losses(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+    clip_range: float, clip_range_value: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(policy loss, value loss, clip fraction): token means over the mask; every input is (b, N)."""
+    mask_f = mask.float()
+    n = mask_f.sum().clamp(min=1)
+    ratio = torch.exp(logprobs - old_logprobs)
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_range, 1 + clip_range) * advantages)
+    policy_loss = -(surrogate * mask_f).sum() / n
+    values_clipped = old_values + (values - old_values).clamp(-clip_range_value, clip_range_value)
+    value_error = torch.max((values - returns) ** 2, (values_clipped - returns) ** 2)
+    value_loss = 0.5 * (value_error * mask_f).sum() / n
+    clip_fraction = (((ratio - 1).abs() > clip_range).float() * mask_f).sum() / n
+    return policy_loss, value_loss, clip_fraction.detach()
+
+
+# ----- the training loop ------------------------------------------------------------------------------------------
+def train(config: Config, run: Run) -> Any:
+    torch.set_num_threads(config.torch_threads)
+    device = resolve_device(config.device)
+    task = make_task(config.env)
+    model, tokenizer = build_policy(config, device)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    critic = ScalarModel(copy.deepcopy(model)).to(device).train()
+    critic.head.requires_grad_(True)
+    reward_model = load_reward_model(config.reward_model, device)[0] if config.reward_model else None
+    reward_set = rewards_by_name(config.rewards, config.reward_weights, task, config.reward_timeout_s)
+    policy_params = [p for p in model.parameters() if p.requires_grad]
+    critic_params = [p for p in critic.parameters() if p.requires_grad]
+    lr = config.resolved_learning_rate()
+    optimizer = torch.optim.AdamW(
+        [{"params": policy_params, "lr": lr}, {"params": critic_params, "lr": config.critic_learning_rate or 2 * lr}],
+        weight_decay=0.0,
+    )
+    sampling = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                              stop_strings=config.stop_strings)  # fmt: skip
+    eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True, stop_strings=config.stop_strings)
+
+    stateful = {"model": TrainableWeights(model), "critic": TrainableWeights(critic), "optimizer": optimizer}
+    run.restore(stateful)
+    step = run.start_step
+
+    def held_out_accuracy() -> float:
+        examples = task.test[: config.eval_n]
+        return evaluate_policy(model, tokenizer, task, examples, eval_params, config.eval_batch_size)["accuracy"]
+
+    while step < config.total_steps:
+        # 1. Rollouts: one completion per prompt from the current policy (= pi_old).
+        rollout_start = time.perf_counter()
+        rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # data and samples: f(seed, step)
+        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()
+        examples = [task.train[i] for i in picks]
+        prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
+        model.eval()
+        sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
+        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator)
+        model.train()
+        mask = rollout.completion_mask
+        rows = torch.arange(len(examples), device=device)
+        rollout_seconds = time.perf_counter() - rollout_start
+
+        # 2. Scores, per-token rewards with the KL penalty, values, GAE.
+        with torch.no_grad():
+            if reward_model is not None:
+                ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
+                scores = reward_model.sequence_scores(ids, torch.cat([rollout.prompt_mask, mask], dim=1)).float()
+                parts = {"reward": float(scores.mean())}  # the reward model's mean score
+            else:
+                scored = reward_set.score(prompts, rollout.texts, [ex.answer for ex in examples],
+                                          [ex.columns for ex in examples])  # fmt: skip
+                scores, parts = scored.total.to(device), scored.metrics()
+            old_logprobs = completion_logprobs_entropy(model, rollout, rows, config.temperature)[0]
+            ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
+            old_values = completion_values(critic, rollout, rows)
+            rewards, kl = token_rewards(scores, old_logprobs, ref_logprobs, mask, config.kl_coef)
+            advantages, returns = token_gae(rewards, old_values, mask, config.gamma, config.gae_lambda)
+            if config.whiten_advantages:
+                advantages = masked_whiten(advantages, mask)
+
+        # 3. Optimise: ppo_epochs passes, num_minibatches steps each.
+        update_start = time.perf_counter()
+        totals: dict[str, float] = {}
+        updates = 0
+        for _epoch in range(config.ppo_epochs):
+            for chunk in torch.randperm(len(rows), generator=rng).to(device).chunk(config.num_minibatches):
+                logprobs, entropy = completion_logprobs_entropy(model, rollout, chunk, config.temperature)
+                values = completion_values(critic, rollout, chunk)
+                policy_loss, value_loss, clip_fraction = ppo_losses(
+                    logprobs, old_logprobs[chunk], advantages[chunk], values, old_values[chunk], returns[chunk],
+                    mask[chunk], config.clip_range, config.clip_range_value,
+                )  # fmt: skip
+                loss = policy_loss + config.vf_coef * value_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy_params + critic_params, config.max_grad_norm)
+                optimizer.step()
+                mb_mask = mask[chunk].float()
+                for name, value in {
+                    "policy_loss": policy_loss, "value_loss": value_loss, "clip_fraction": clip_fraction,
+                    "grad_norm": grad_norm, "entropy": (entropy * mb_mask).sum() / mb_mask.sum().clamp(min=1),
+                }.items():  # fmt: skip
+                    totals[name] = totals.get(name, 0.0) + float(value)
+                updates += 1
+        step += 1
+
+        # 4. Log, evaluate, checkpoint.
+        correct = [
+            task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)
+        ]
+        explained = 1 - float(((returns - old_values) * mask).var()) / max(float((returns * mask).var()), 1e-8)
+        metrics = {
+            **parts,
+            **{name: value / updates for name, value in totals.items()},
+            "kl": float(kl.sum(1).mean()), "train_accuracy": sum(correct) / len(correct),
+            "explained_variance": explained, "completion_length": float(mask.sum(1).float().mean()),
+            "tokens_per_second": float(mask.sum()) / rollout_seconds, "rollout_seconds": rollout_seconds,
+            "update_seconds": time.perf_counter() - update_start,
+        }  # fmt: skip
+        if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
+            metrics["accuracy"] = held_out_accuracy()
+        run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
+        run.maybe_checkpoint(step, stateful)
+        if run.call_step_hooks(step, model):
+            break
+    run.maybe_checkpoint(step, stateful, final=True)
+
+    result = evaluate_policy(model, tokenizer, task, task.test[: config.eval_n], eval_params, config.eval_batch_size)
+    (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
+    if config.lora_rank > 0:
+        save_adapters(model, run.dir / "adapter")
+    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run.dir / 'eval.json'}")
+    return model

@@ -1,0 +1,183 @@
+"""Reward model (Ouyang et al. 2022, InstructGPT, arXiv 2203.02155): the policy's architecture with a scalar head,
+trained on preference pairs with the Bradley-Terry loss.
+
+    r(x, y) = head(h_last)            h_last: the final hidden state at the last token (EOS) of prompt x + completion y
+    for step = 1 .. total_steps:
+        a batch of pairs (x, y_w, y_l)                          y_w chosen, y_l rejected      preferences.py
+        loss = -mean log sigmoid(r(x, y_w) - r(x, y_l))         P(y_w > y_l) = sigmoid(r_w - r_l) (Bradley & Terry 1952)
+        one AdamW step
+    every eval_every steps: held-out pairwise accuracy = share of pairs with r(x, y_w) > r(x, y_l)
+
+The trunk starts from `model` (an SFT run folder, a Hugging Face model, or tiny), which also samples the verifier
+pairs when no `pairs` file is given. PPO (ppo.py) reads a finished run with `load_reward_model(run_dir)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plainrl.kit.config import require
+from plainrl.kit.nets import resolve_device
+from plainrl.kit.run import Run
+from plainrl.llm.generate import positions_from_mask
+from plainrl.llm.lora import ALL_LINEAR
+from plainrl.llm.policy import TrainableWeights, build_policy, check_model_spec, load_policy
+from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, tokenize_pairs
+from plainrl.llm.tasks import epoch_indices, make_task
+
+
+@dataclass
+class Config(PreferenceConfig):
+    model: str = "tiny"  # the trunk to start from: an SFT run folder, smollm2-135m, a Hugging Face folder
+    pair_model: str = ""  # the policy whose samples the verifier turns into pairs; empty: `model`
+    total_steps: int = 300  # optimizer steps
+    checkpoint_every: int = 100
+    batch_size: int = 64  # pairs per step
+    learning_rate: float = 0.0  # 0: 3e-4 for built-in models, 1e-4 with LoRA, 1e-5 when fine-tuning all weights
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 50  # steps between held-out pairwise accuracies (0: only at the end)
+    eval_batch_size: int = 256  # pairs per forward when evaluating
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
+        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
+        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
+        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
+        if self.pair_model:
+            check_model_spec(self.pair_model)
+
+    def resolved_learning_rate(self) -> float:
+        from plainrl.llm.grpo import base_model
+
+        if self.learning_rate > 0:
+            return self.learning_rate
+        return 3e-4 if base_model(self.model) == "tiny" else 1e-4 if self.lora_rank else 1e-5
+
+
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+class ScalarModel(nn.Module):
+    """A language model's trunk with a linear head: one number per position (a reward, or a value in ppo.py)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        hidden_size: int = backbone.hidden_size  # type: ignore[assignment]
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=1 / math.sqrt(hidden_size + 1))
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, L), key_mask (B, L) True on real tokens (None: no padding, or right padding only) -> (B, L)."""
+        positions = None if key_mask is None else positions_from_mask(key_mask)
+        hidden = self.backbone.hidden_states(ids, positions, key_mask)  # type: ignore[operator]
+        return self.head(hidden.float()).squeeze(-1)
+
+    def sequence_scores(self, ids: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """The score at each row's last real token, (B,). Any padding side."""
+        last = key_mask.long().cumsum(1).argmax(1)  # the first index where the count of real tokens peaks
+        return self(ids, key_mask).gather(1, last[:, None]).squeeze(1)
+
+
+def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(r_w - r_l), averaged over pairs."""
+    return -F.logsigmoid(chosen_scores - rejected_scores).mean()
+
+
+def pair_scores(reward_model: ScalarModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen scores (B,), rejected scores (B,)) of a pair_batch: the head at each sequence's EOS."""
+    values = reward_model(batch["ids"])  # right padding: no mask needed
+    return values.gather(1, batch["last"][:, None]).squeeze(1).chunk(2)
+
+
+@torch.no_grad()
+def pairwise_accuracy(reward_model: ScalarModel, tokenized: list, pad_id: int, batch_size: int) -> float:
+    was_training = reward_model.training
+    reward_model.eval()
+    device = next(reward_model.parameters()).device
+    wins = 0
+    for start in range(0, len(tokenized), batch_size):
+        chosen, rejected = pair_scores(reward_model, pair_batch(tokenized[start : start + batch_size], pad_id, device))
+        wins += int((chosen > rejected).sum())
+    reward_model.train(was_training)
+    return wins / max(len(tokenized), 1)
+
+
+def load_reward_model(run_dir: str | Path, device: torch.device | str) -> tuple[ScalarModel, Any]:
+    """(reward model, tokenizer) of a finished `plainrl reward-model` run, in eval mode and frozen."""
+    from plainrl.kit.run import load_checkpoint_file
+    from plainrl.llm.runs import run_config
+
+    _, _, config = run_config(run_dir)
+    backbone, tokenizer = build_policy(config, device)
+    reward_model = ScalarModel(backbone).to(device)
+    TrainableWeights(reward_model).load_state_dict(load_checkpoint_file(Path(run_dir), map_location=device)["model"])
+    return reward_model.eval().requires_grad_(False), tokenizer
+
+
+def train(config: Config, run: Run) -> ScalarModel:
+    torch.set_num_threads(config.torch_threads)
+    device = resolve_device(config.device)
+    task = make_task(config.env)
+    policy, tokenizer = build_policy(config, device)
+    sampler = load_policy(config.pair_model, device)[0] if config.pair_model else policy
+    train_pairs, test_pairs = preference_data(config, task, sampler, tokenizer, run.dir, device)
+    del sampler
+    print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held-out pairs (in {run.dir})")
+    reward_model = ScalarModel(policy).to(device).train()
+    if config.lora_rank > 0:
+        reward_model.head.requires_grad_(True)
+    trainable = [p for p in reward_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)
+    train_tokens, test_tokens = tokenize_pairs(train_pairs, tokenizer), tokenize_pairs(test_pairs, tokenizer)
+
+    stateful = {"model": TrainableWeights(reward_model), "optimizer": optimizer}
+    run.restore(stateful)
+    step = run.start_step
+
+    def held_out() -> float:
+        return pairwise_accuracy(reward_model, test_tokens, tokenizer.pad_id, config.eval_batch_size)
+
+    while step < config.total_steps:
+        indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)
+        batch = pair_batch([train_tokens[i] for i in indices], tokenizer.pad_id, device)
+        chosen, rejected = pair_scores(reward_model, batch)
+        loss = bradley_terry_loss(chosen, rejected)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+        optimizer.step()
+        step += 1
+
+        chosen, rejected = chosen.detach(), rejected.detach()
+        metrics = {"loss": loss.item(), "grad_norm": float(grad_norm),
+                   "train_pairwise_accuracy": float((chosen > rejected).float().mean()),
+                   "margin": float((chosen - rejected).mean())}  # fmt: skip
+        if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
+            metrics["accuracy"] = held_out()  # pairwise, held out: what curve.png shows
+        run.log(step, metrics)
+        run.maybe_checkpoint(step, stateful)
+        if run.call_step_hooks(step, reward_model):
+            break
+    run.maybe_checkpoint(step, stateful, final=True)
+
+    accuracy = held_out()
+    (run.dir / "eval.json").write_text(json.dumps({"pairwise_accuracy": accuracy, "n": len(test_tokens), "step": step}))
+    print(f"eval: pairwise accuracy = {accuracy:.4f} on {len(test_tokens)} held-out pairs -> {run.dir / 'eval.json'}")
+    return reward_model
