@@ -55,7 +55,7 @@ class Config(BaseConfig):
     prompts_per_step: int = 64  # one completion each
     ppo_epochs: int = 4
     num_minibatches: int = 4
-    learning_rate: float = 0.0  # policy; 0: 5e-5 for built-in models, 1e-5 with LoRA, 1e-6 for all weights
+    learning_rate: float = 0.0  # policy; 0: 1e-5 for built-in models and with LoRA, 1e-6 for all weights
     critic_learning_rate: float = 0.0  # 0: 2x the policy's
     max_grad_norm: float = 1.0
     kl_coef: float = 0.05  # per-token KL penalty to the reference, inside the reward
@@ -110,7 +110,7 @@ class Config(BaseConfig):
 
         if self.learning_rate > 0:
             return self.learning_rate
-        return 5e-5 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
+        return 1e-5 if base_model(self.model) == "tiny" or self.lora_rank else 1e-6
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -258,11 +258,12 @@ def train(config: Config, run: Run) -> Any:
                 loss = policy_loss + config.vf_coef * value_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(policy_params + critic_params, config.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy_params, config.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(critic_params, config.max_grad_norm)  # each its own: no crowding out
                 optimizer.step()
                 mb_mask = mask[chunk].float()
                 for name, value in {
-                    "policy_loss": policy_loss, "value_loss": value_loss, "clip_fraction": clip_fraction,
+                    "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "clip_fraction": clip_fraction,
                     "grad_norm": grad_norm, "entropy": (entropy * mb_mask).sum() / mb_mask.sum().clamp(min=1),
                 }.items():  # fmt: skip
                     totals[name] = totals.get(name, 0.0) + float(value)
