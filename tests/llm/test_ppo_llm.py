@@ -91,8 +91,8 @@ def test_ppo_learns_a_verifiable_reward(tmp_path):
     from plainrl.kit.run import Run
 
     settings = ["eval_every=0", "eval_n=10", "max_new_tokens=8", "prompts_per_step=32", "learning_rate=3e-3",
-                "ppo_epochs=2", "num_minibatches=2", "kl_coef=0.01", 'rewards=["tests.llm.test_ppo_llm:digit_fraction"]',
-                "stop_strings=[]"]  # fmt: skip
+                "ppo_epochs=2", "num_minibatches=2", "kl_coef=0.01", "stop_strings=[]",
+                'rewards=["tests.llm.test_ppo_llm:digit_fraction"]']  # fmt: skip
     config = build_config(ppo.Config, {}, "arithmetic:digits=1,n_test=10", None, settings, {"total_steps": 12})
     with Run.create("ppo-llm", config, tmp_path, show_progress=False) as run:
         ppo.train(config, run)
