@@ -264,7 +264,8 @@ def train(config: Config, run: Run) -> Any:
                 mb_mask = mask[chunk].float()
                 for name, value in {
                     "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                    "clip_fraction": clip_fraction, "grad_norm": grad_norm, "entropy": (entropy * mb_mask).sum() / mb_mask.sum().clamp(min=1),
+                    "clip_fraction": clip_fraction, "grad_norm": grad_norm,
+                    "entropy": (entropy * mb_mask).sum() / mb_mask.sum().clamp(min=1),
                 }.items():  # fmt: skip
                     totals[name] = totals.get(name, 0.0) + float(value)
                 updates += 1
