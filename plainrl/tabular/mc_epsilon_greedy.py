@@ -4,16 +4,26 @@ No exploring starts: the policy itself explores. It is epsilon-greedy in Q, so e
 
     Q = 0;  returns_sum = returns_count = 0
     for each episode:
-        play S_0, A_0, R_1, ..., R_T from the env's start, with A_t = epsilon-greedy(Q, S_t)
+        S_0 = the env's start;  A_0 = a random action      Zhao: "select a starting state-action pair"
+        play S_0, A_0, R_1, ..., R_T with A_t = epsilon-greedy(Q, S_t) for t >= 1
         G = 0
         for t = T-1, ..., 0:
             G = R_t+1 + gamma * G
             unless first-visit and (S_t, A_t) occurs earlier in the episode:
                 returns_sum(S_t, A_t) += G;  returns_count(S_t, A_t) += 1
                 Q(S_t, A_t) = returns_sum(S_t, A_t) / returns_count(S_t, A_t)
+                                         (or Q(S_t, A_t) += step_size * (G - Q(S_t, A_t)): constant-step MC)
 
-It finds the best epsilon-greedy policy; let epsilon decay toward 0 (epsilon_end, decay_fraction)
-for the greedy policy to become the optimal one.
+It finds the best epsilon-greedy policy. For the greedy policy to become the optimal one, epsilon decays
+toward 0 (epsilon_end, decay_fraction: "greedy in the limit with infinite exploration", GLIE).
+
+The first action. Zhao's algorithm lets each episode begin with any (s, a); Sutton & Barto's takes A_0 from the
+policy too (random_first_action=false). A return that starts with a random action is still a sample of
+q_pi(S_0, A_0), so the estimates stay on-policy; what the random A_0 adds is that every action of a start state
+is tried in every episode that starts there, not in an epsilon / |A| fraction of them. On GridWorld that
+matters: a cell that the agent only passes at the start of an episode would otherwise keep, for a long time, the
+low estimate of an action learned while the rest of the policy was still poor, and with epsilon decayed the
+greedy policy would keep a worse action there (docs/tabular.md).
 """
 
 from __future__ import annotations
@@ -39,12 +49,15 @@ __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_ag
 
 @dataclass
 class Config(mc.MCConfig, EpsilonGreedyConfig):
-    pass
+    random_first_action: bool = True  # A_0 uniformly random (Zhao); False: A_0 = epsilon-greedy(Q, S_0) (S&B)
 
 
+# GridWorld: episodes start in a random free cell and are cut at 10 steps (their returns completed with Q, see
+# mc.Episode), so that every cell is often a start; epsilon decays from 0.1 to 0 (GLIE) and a constant step
+# forgets the returns of the early, worse policies. Seeds 0-9 reach the optimal policy, first- and every-visit.
 PRESETS: dict[str, dict[str, Any]] = {
     "plainrl/GridWorld-v0": dict(
-        gamma=0.9, total_steps=150_000, max_episode_steps=20, epsilon=0.1, epsilon_end=0.02, step_size=0.05
+        gamma=0.9, total_steps=150_000, max_episode_steps=10, epsilon=0.1, epsilon_end=0.0, step_size=0.05
     ),
     "CliffWalking-v1": dict(gamma=0.99, total_steps=50_000, max_episode_steps=100, epsilon=0.1, step_size=0.1),
     "FrozenLake-v1": dict(gamma=0.99, total_steps=300_000, max_episode_steps=100, epsilon=0.1),
@@ -58,6 +71,7 @@ def train(config: Config, run: Run | None = None) -> QTableAgent:
     while loop.running():
         state = loop.reset()
         policy = lambda s: epsilon_greedy(q[s], loop.epsilon, rng)  # noqa: E731
-        episode = mc.play_episode(loop, state, policy(state), policy)
+        action = int(rng.integers(loop.n_actions)) if config.random_first_action else policy(state)
+        episode = mc.play_episode(loop, state, action, policy)
         mc.average_returns(loop, episode, config)
     return loop.finish()
