@@ -18,8 +18,8 @@ from pathlib import Path
 
 SETTINGS = [
     "lora_rank=16", "learning_rate=5e-5", "beta=0.1", "batch_size=8", "total_steps=40", "checkpoint_every=10",
-    "pair_prompts=200", "pair_test_prompts=50", "samples_per_prompt=4", "pair_temperature=0.8",
-    "max_new_tokens=48", "eval_every=0", "eval_n=200", "eval_batch_size=16", "torch_threads=2",
+    "pair_prompts=160", "pair_test_prompts=32", "samples_per_prompt=4", "pair_temperature=0.8",
+    "max_new_tokens=64", "eval_every=0", "eval_n=200", "eval_batch_size=16", "torch_threads=1",
 ]  # fmt: skip
 
 
