@@ -196,6 +196,44 @@ def eval_llm(
         _fail(str(err))
 
 
+@app.command("generate")
+def generate_(
+    model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a Hugging Face folder, or an LLM run folder.")],
+    prompt: Annotated[list[str] | None, typer.Option(help="A user prompt (repeatable).")] = None,
+    task: Annotated[str | None, typer.Option(help="Use the first --n held-out questions of this task.")] = None,
+    n: Annotated[int, typer.Option(help="Questions taken from --task.")] = 4,
+    draft: Annotated[
+        str | None, typer.Option(help="A smaller model with the same tokenizer: speculative sampling.")
+    ] = None,
+    k: Annotated[int, typer.Option(help="Draft tokens per target forward (the most, with --adaptive-k).")] = 4,
+    adaptive_k: Annotated[bool, typer.Option(help="Adapt K to the running acceptance rate.")] = False,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding (else sample at --temperature).")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the K likeliest tokens only (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Sample from the smallest set with this much probability.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Generate completions; prints them, tokens/s and (with --draft) the draft's acceptance rate."""
+    from plainrl.llm.generate import SamplingParams
+    from plainrl.llm.policy import generate_command
+
+    try:
+        if temperature <= 0 and not greedy:
+            raise PlainRLError(f"--temperature {temperature} must be > 0 (or use --greedy)")
+        if not 0 < top_p <= 1:
+            raise PlainRLError(f"--top-p {top_p} must be in (0, 1]")
+        if top_k < 0 or max_new_tokens < 1 or n < 1:
+            raise PlainRLError("--top-k must be >= 0, --max-new-tokens and --n >= 1")
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                greedy=greedy)  # fmt: skip
+        generate_command(model, prompt or [], task, n, params, draft, k, adaptive_k, batch_size, device, seed)
+    except PlainRLError as err:
+        _fail(str(err))
+
+
 @app.command("list")
 def list_() -> None:
     """Algorithms, their presets, and the action spaces each handles."""
