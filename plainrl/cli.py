@@ -109,7 +109,7 @@ def plot(
         _fail(str(err))
 
 
-LLM_TRAINERS = ("sft", "grpo")  # plainrl.llm.runs.TRAINERS, named here to keep `import plainrl.cli` light
+LLM_TRAINERS = ("sft", "grpo", "distill")  # plainrl.llm.runs.TRAINERS, named here to keep `import plainrl.cli` light
 
 
 @app.command()
@@ -170,6 +170,36 @@ def grpo(
         _fail(str(err))
 
 
+@app.command("distill-draft")
+def distill_draft(
+    target: Annotated[
+        str | None, typer.Option(help="The model to draft for: smollm2-135m, a Hugging Face or LLM run folder.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Whose training questions are the prompts: the draft's domain.")
+    ] = None,
+    minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes (0: no limit).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/distill_TASK_sSEED_TIME).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """Distil a small draft model for speculative sampling (`generate --draft RUN`) on the target's samples."""
+    from plainrl.llm import runs
+
+    try:
+        runs.train_new(
+            "distill", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+            flags={"env": task, "model": target, "minutes": minutes, "seed": seed, "total_steps": total_steps,
+                   "device": device},
+        )  # fmt: skip
+    except PlainRLError as err:
+        _fail(str(err))
+
+
 @app.command("eval-llm")
 def eval_llm(
     model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a Hugging Face folder, or an LLM run folder.")],
@@ -215,6 +245,7 @@ def generate_(
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 1,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
 ) -> None:
     """Generate completions; prints them, tokens/s and (with --draft) the draft's acceptance rate."""
     from plainrl.llm.generate import SamplingParams
@@ -229,6 +260,11 @@ def generate_(
             raise PlainRLError("--top-k must be >= 0, --max-new-tokens and --n >= 1")
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 greedy=greedy)  # fmt: skip
+        if threads < 1:
+            raise PlainRLError(f"--threads {threads} must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
         generate_command(model, prompt or [], task, n, params, draft, k, adaptive_k, batch_size, device, seed)
     except PlainRLError as err:
         _fail(str(err))

@@ -108,11 +108,13 @@ def generate(
     generator: torch.Generator | None = None,
     draft: Any = None,
     draft_k: int = 4,
+    logits_hook: Any = None,
 ) -> Rollout:
     """Sample a completion for each prompt (token ids, e.g. tokenizer.prompt_ids(text)). See the module doc.
 
     With a draft model (same vocabulary), speculative.py samples from the same distribution with the draft
-    proposing draft_k tokens per forward of `model`; the log-probs are still `model`'s."""
+    proposing draft_k tokens per forward of `model`; the log-probs are still `model`'s. logits_hook(t, logits),
+    if given, sees the logits (B, V) each completion token t is drawn from (distill.py keeps the target's)."""
     if draft is not None:
         from plainrl.llm.speculative import speculative_generate
 
@@ -140,6 +142,8 @@ def generate(
     reasons = ["length"] * B
     steps = 0
     for t in range(N):
+        if logits_hook is not None:
+            logits_hook(t, logits)
         tokens, logprobs = sample_next(logits, params, generator)
         tokens = tokens.masked_fill(done, tokenizer.pad_id)
         out_ids[:, t], out_logprobs[:, t], out_mask[:, t] = tokens, logprobs.masked_fill(done, 0.0), ~done

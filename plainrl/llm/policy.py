@@ -50,6 +50,22 @@ def load_policy(spec: str, device: torch.device | str = "cpu", **tiny_overrides:
     return hf.load_hf(path, device)
 
 
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer of a model name, Hugging Face folder or run folder, without loading the model's weights."""
+    if spec == "tiny":
+        return CharTokenizer()
+    from plainrl.llm import hf
+
+    if spec == "smollm2-135m":
+        return hf.load_hf_tokenizer(hf.smollm2_folder())
+    if (Path(spec) / "config.toml").is_file():
+        from plainrl.llm.runs import run_config
+
+        return load_tokenizer(run_config(spec)[2].model)  # type: ignore[attr-defined]
+    check_model_spec(spec)
+    return hf.load_hf_tokenizer(spec)
+
+
 def check_model_spec(spec: str) -> None:
     """Fail early (before any loading) on a model that cannot be one."""
     path = Path(spec)
@@ -94,8 +110,9 @@ def load_run_policy(run_dir: Path, device: torch.device | str) -> tuple[Any, Any
     from plainrl.kit.run import load_checkpoint_file
     from plainrl.llm.runs import run_config
 
-    _, _, config = run_config(run_dir)
-    model, tokenizer = build_policy(config, device)
+    _, module, config = run_config(run_dir)
+    build = getattr(module, "build_policy", build_policy)  # distill.py: the policy is the draft, not config.model
+    model, tokenizer = build(config, device)
     TrainableWeights(model).load_state_dict(load_checkpoint_file(run_dir, map_location=device)["model"])
     return model.eval(), tokenizer
 

@@ -16,7 +16,7 @@ from plainrl.kit.errors import PlainRLError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run, read_run_config, saved_config
 
-TRAINERS = {"sft": "plainrl.llm.sft", "grpo": "plainrl.llm.grpo"}
+TRAINERS = {"sft": "plainrl.llm.sft", "grpo": "plainrl.llm.grpo", "distill": "plainrl.llm.distill"}
 
 
 def trainer(name: str) -> ModuleType:
