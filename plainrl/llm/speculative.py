@@ -248,8 +248,7 @@ def speculative_generate(
             k_now = choose_k(stats.acceptance_rate, draft_seconds / target_seconds, k)
 
     out_ids, out_mask = pad_sequences(completions, tokenizer.pad_id, "right", device)
-    out_logprobs = torch.zeros(out_ids.shape, device=device)
-    for row, values in enumerate(completion_logprobs):
-        out_logprobs[row, : len(values)] = torch.tensor(values)
+    width = out_ids.shape[1]
+    out_logprobs = torch.tensor([v + [0.0] * (width - len(v)) for v in completion_logprobs], device=device)
     texts = [cut_at_stop(tokenizer.decode(c), params.stop_strings) for c in completions]
     return Rollout(ids, mask, out_ids, out_mask, out_logprobs, texts, reasons), stats

@@ -167,3 +167,31 @@ def test_generate_command_prints_text_speed_and_acceptance():
     assert "--- 12+34=" in result.output and "tokens/s, acceptance rate" in result.output
     result = runner.invoke(app, ["generate", "--model", "tiny", "--prompt", "x", "--temperature", "0"])
     assert result.exit_code == 2 and "--temperature 0.0 must be > 0" in result.output
+
+
+def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path):
+    from plainrl.llm.policy import load_policy
+    from plainrl.llm.runs import train_new
+
+    settings = [
+        "n_samples=16",
+        "sample_batch_size=8",
+        "sample_max_new_tokens=6",
+        "batch_size=4",
+        "warmup_steps=1",
+        "draft_dim=16",
+        "draft_n_layers=1",
+        "draft_n_heads=2",
+        "draft_n_kv_heads=1",
+        "draft_hidden_dim=32",
+    ]
+    run_dir = train_new("distill", set_items=settings, run_dir=tmp_path / "draft", show_progress=False,
+                        flags={"env": "arithmetic", "model": "tiny", "total_steps": 2})  # fmt: skip
+    draft, tokenizer = load_policy(str(run_dir))
+    assert draft.config.dim == 16 and tokenizer.vocab_size == TOKENIZER.vocab_size
+    assert (run_dir / "samples.pt").is_file() and len((run_dir / "metrics.csv").read_text().splitlines()) == 3
+    params = SamplingParams(max_new_tokens=8, greedy=True)
+    reference = generate(TARGET, TOKENIZER, PROMPTS, params)
+    assert generate(TARGET, TOKENIZER, PROMPTS, params, draft=draft).completion_ids.tolist() == (
+        reference.completion_ids.tolist()
+    )
