@@ -110,6 +110,34 @@ def trim(tokens: list[int], eos_ids: tuple[int, ...]) -> list[int]:
     return tokens
 
 
+def forward_costs(target: Any, draft: Any, k: int, context: int = 64, repeats: int = 5) -> None:
+    """Milliseconds of one forward at batch 1 with `context` tokens cached: the target on 1 token (a decode step)
+    and on k+1 tokens (a verify pass), the draft on 1 token. Best of `repeats`, taken in turns."""
+
+    def one(model: Any, tokens: int) -> float:
+        cache = model.new_cache(1, context + tokens)
+        model(torch.randint(0, model.vocab_size, (1, context)), cache=cache, last_only=True)
+        started = time.perf_counter()
+        model(torch.randint(0, model.vocab_size, (1, tokens)), cache=cache, last_only=tokens == 1)
+        return 1000 * (time.perf_counter() - started)
+
+    best = {"decode": 1e9, "verify": 1e9, "draft": 1e9}
+    with torch.inference_mode():
+        for _ in range(repeats):
+            best["decode"] = min(best["decode"], one(target, 1))
+            best["verify"] = min(best["verify"], one(target, k + 1))
+            best["draft"] = min(best["draft"], one(draft, 1))
+    v, c = best["verify"] / best["decode"], best["draft"] / best["decode"]
+    print(
+        f"\nforward costs, batch 1, {context} tokens cached: target decode step {best['decode']:.1f} ms, "
+        f"verify of {k + 1} tokens {best['verify']:.1f} ms ({v:.2f}x), draft step {best['draft']:.1f} ms ({c:.3f}x)"
+    )
+    print(
+        f"  so a round costs {k} x {c:.3f} + {v:.2f} = {k * c + v:.2f} decode steps and yields at most {k + 1} "
+        f"tokens: speed-up <= (tokens per round) / {k * c + v:.2f}"
+    )
+
+
 def bench(name, target, draft, tokenizer, prompts, params, args, hf_pair=None) -> None:
     engines = ["ours alone", "ours + draft"] + (["transformers alone", "transformers assisted"] if hf_pair else [])
     meters = {engine: Meter() for engine in engines}
@@ -164,6 +192,7 @@ def main() -> None:
         target, tokenizer = load_policy(args.tiny_target)
         draft, _ = load_policy(args.tiny_draft)
         prompts = [model_prompt(task, ex, tokenizer) for ex in task.test[: args.n]]
+        forward_costs(target, draft, args.k)
         for temperature in args.temperatures:
             bench(f"(a) tiny pair, {args.task}", target, draft, tokenizer, prompts, params_for(temperature), args)
     if args.smol_draft:
@@ -171,6 +200,7 @@ def main() -> None:
 
         target, tokenizer = load_policy("smollm2-135m")
         draft, _ = load_policy(args.smol_draft)
+        forward_costs(target, draft, args.k)
         hf_pair = None
         if not args.no_hf:
             from transformers import AutoModelForCausalLM
