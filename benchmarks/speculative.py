@@ -173,7 +173,8 @@ def main() -> None:
     parser.add_argument("--tiny-draft", help="a distill run folder drafting for it")
     parser.add_argument("--smol-draft", help="a distill run folder drafting for smollm2-135m")
     parser.add_argument("--task", default="arithmetic", help="the domain the drafts were distilled on")
-    parser.add_argument("--n", type=int, default=8, help="held-out task prompts")
+    parser.add_argument("--n", type=int, default=8, help="held-out task prompts (SmolLM2)")
+    parser.add_argument("--tiny-n", type=int, default=64, help="held-out task prompts (tiny pair)")
     parser.add_argument("--chat", type=int, default=len(CHAT_PROMPTS), help="general chat prompts (SmolLM2)")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--k", type=int, default=4)
@@ -191,7 +192,7 @@ def main() -> None:
     if args.tiny_target and args.tiny_draft:
         target, tokenizer = load_policy(args.tiny_target)
         draft, _ = load_policy(args.tiny_draft)
-        prompts = [model_prompt(task, ex, tokenizer) for ex in task.test[: args.n]]
+        prompts = [model_prompt(task, ex, tokenizer) for ex in task.test[: args.tiny_n]]
         forward_costs(target, draft, args.k)
         for temperature in args.temperatures:
             bench(f"(a) tiny pair, {args.task}", target, draft, tokenizer, prompts, params_for(temperature), args)
