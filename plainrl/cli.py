@@ -109,13 +109,7 @@ def plot(
         _fail(str(err))
 
 
-LLM_TRAINERS = (
-    "sft",
-    "grpo",
-    "reward-model",
-    "ppo-llm",
-    "dpo",
-)  # plainrl.llm.runs.TRAINERS, named here to keep `import plainrl.cli` light
+LLM_TRAINERS = ("sft", "grpo", "reward-model", "ppo-llm", "dpo", "distill")  # plainrl.llm.runs.TRAINERS, kept light
 
 
 @app.command()
@@ -183,6 +177,36 @@ def _llm_train(name: str, flags: dict[str, Any], config: Path | None, set_: list
     try:
         runs.train_new(name, config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
                        flags=flags)  # fmt: skip
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+@app.command("distill-draft")
+def distill_draft(
+    target: Annotated[
+        str | None, typer.Option(help="The model to draft for: smollm2-135m, a Hugging Face or LLM run folder.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Whose training questions are the prompts: the draft's domain.")
+    ] = None,
+    minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes (0: no limit).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/distill_TASK_sSEED_TIME).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """Distil a small draft model for speculative sampling (`generate --draft RUN`) on the target's samples."""
+    from plainrl.llm import runs
+
+    try:
+        runs.train_new(
+            "distill", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
+            flags={"env": task, "model": target, "minutes": minutes, "seed": seed, "total_steps": total_steps,
+                   "device": device},
+        )  # fmt: skip
     except PlainRLError as err:
         _fail(str(err))
 
@@ -278,6 +302,50 @@ def eval_llm(
             max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy, stop_strings=stop_strings
         )
         run_eval(model, task, n, params, batch_size, device, seed, out)
+    except PlainRLError as err:
+        _fail(str(err))
+
+
+@app.command("generate")
+def generate_(
+    model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a Hugging Face folder, or an LLM run folder.")],
+    prompt: Annotated[list[str] | None, typer.Option(help="A user prompt (repeatable).")] = None,
+    task: Annotated[str | None, typer.Option(help="Use the first --n held-out questions of this task.")] = None,
+    n: Annotated[int, typer.Option(help="Questions taken from --task.")] = 4,
+    draft: Annotated[
+        str | None, typer.Option(help="A smaller model with the same tokenizer: speculative sampling.")
+    ] = None,
+    k: Annotated[int, typer.Option(help="Draft tokens per target forward (the most, with --adaptive-k).")] = 4,
+    adaptive_k: Annotated[bool, typer.Option(help="Adapt K to the running acceptance rate.")] = False,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding (else sample at --temperature).")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the K likeliest tokens only (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Sample from the smallest set with this much probability.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+) -> None:
+    """Generate completions; prints them, tokens/s and (with --draft) the draft's acceptance rate."""
+    from plainrl.llm.generate import SamplingParams
+    from plainrl.llm.policy import generate_command
+
+    try:
+        if temperature <= 0 and not greedy:
+            raise PlainRLError(f"--temperature {temperature} must be > 0 (or use --greedy)")
+        if not 0 < top_p <= 1:
+            raise PlainRLError(f"--top-p {top_p} must be in (0, 1]")
+        if top_k < 0 or max_new_tokens < 1 or n < 1:
+            raise PlainRLError("--top-k must be >= 0, --max-new-tokens and --n >= 1")
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                greedy=greedy)  # fmt: skip
+        if threads < 1:
+            raise PlainRLError(f"--threads {threads} must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
+        generate_command(model, prompt or [], task, n, params, draft, k, adaptive_k, batch_size, device, seed)
     except PlainRLError as err:
         _fail(str(err))
 

@@ -10,7 +10,8 @@
         decode: one forward of the B new tokens against the cache
 
 Works with any model offering the interface in model.py (the built-in Transformer, hf.HFCausalLM) and any
-tokenizer offering tokenizer.py's interface. Randomness comes only from the `generator` passed in.
+tokenizer offering tokenizer.py's interface. generate(..., draft=small_model) hands the work to speculative.py.
+Randomness comes only from the `generator` passed in.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ def pad_sequences(
     if side not in ("left", "right"):
         raise ValueError(f"side = {side!r} is not left or right")
     longest = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), longest), dtype=torch.bool)
-    for row, seq in enumerate(sequences):
-        span = slice(longest - len(seq), longest) if side == "left" else slice(0, len(seq))
-        ids[row, span] = torch.tensor(seq, dtype=torch.long)
-        mask[row, span] = True
+    padded, real = [], []
+    for seq in sequences:  # lists first, one tensor at the end: fast for thousands of rows
+        fill = longest - len(seq)
+        padded.append([pad_id] * fill + list(seq) if side == "left" else list(seq) + [pad_id] * fill)
+        real.append([False] * fill + [True] * len(seq) if side == "left" else [True] * len(seq) + [False] * fill)
+    ids = torch.tensor(padded, dtype=torch.long).reshape(len(sequences), longest)
+    mask = torch.tensor(real, dtype=torch.bool).reshape(len(sequences), longest)
     return ids.to(device), mask.to(device)
 
 
@@ -77,19 +79,25 @@ def sample_next(
         return tokens, F.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1)
     scaled = logits / params.temperature
     logprobs = F.log_softmax(scaled, dim=-1)
+    filtered = filter_logits(scaled, params)
+    tokens = torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator).squeeze(1)
+    return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1)
+
+
+def filter_logits(scaled: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Tempered logits (..., V) with the tokens outside the top-k / top-p set at -inf."""
     filtered = scaled
     if params.top_k > 0:
-        kth_largest = torch.topk(scaled, min(params.top_k, scaled.shape[-1]), dim=-1).values[:, -1:]
+        kth_largest = torch.topk(scaled, min(params.top_k, scaled.shape[-1]), dim=-1).values[..., -1:]
         filtered = filtered.masked_fill(scaled < kth_largest, float("-inf"))
     if params.top_p < 1.0:
         sorted_logits, order = torch.sort(filtered, dim=-1, descending=True)
         sorted_probs = sorted_logits.softmax(dim=-1)
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of the tokens ranked above
         drop_sorted = mass_before >= params.top_p  # the top token always stays (mass_before = 0)
-        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         filtered = filtered.masked_fill(drop, float("-inf"))
-    tokens = torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator).squeeze(1)
-    return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1)
+    return filtered
 
 
 @torch.inference_mode()
@@ -99,8 +107,19 @@ def generate(
     prompt_ids: list[list[int]],
     params: SamplingParams,
     generator: torch.Generator | None = None,
+    draft: Any = None,
+    draft_k: int = 4,
+    logits_hook: Any = None,
 ) -> Rollout:
-    """Sample a completion for each prompt (token ids, e.g. tokenizer.prompt_ids(text)). See the module doc."""
+    """Sample a completion for each prompt (token ids, e.g. tokenizer.prompt_ids(text)). See the module doc.
+
+    With a draft model (same vocabulary), speculative.py samples from the same distribution with the draft
+    proposing draft_k tokens per forward of `model`; the log-probs are still `model`'s. logits_hook(t, logits),
+    if given, sees the logits (B, V) each completion token t is drawn from (distill.py keeps the target's)."""
+    if draft is not None:
+        from plainrl.llm.speculative import speculative_generate
+
+        return speculative_generate(model, draft, tokenizer, prompt_ids, params, draft_k, generator=generator)[0]
     device = next(model.parameters()).device
     ids, mask = pad_sequences(prompt_ids, tokenizer.pad_id, "left", device)
     B, P = ids.shape
@@ -124,6 +143,8 @@ def generate(
     reasons = ["length"] * B
     steps = 0
     for t in range(N):
+        if logits_hook is not None:
+            logits_hook(t, logits)
         tokens, logprobs = sample_next(logits, params, generator)
         tokens = tokens.masked_fill(done, tokenizer.pad_id)
         out_ids[:, t], out_logprobs[:, t], out_mask[:, t] = tokens, logprobs.masked_fill(done, 0.0), ~done

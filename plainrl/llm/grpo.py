@@ -39,7 +39,7 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
 from plainrl.llm.lora import ALL_LINEAR, save_adapters
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, load_policy, model_prompt
 from plainrl.llm.rewards import rewards_by_name
 from plainrl.llm.tasks import make_task
 
@@ -72,6 +72,8 @@ class Config(BaseConfig):
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 16
+    draft: str = ""  # a draft model (e.g. a distill run folder): rollouts by speculative sampling, same distribution
+    draft_k: int = 4  # draft tokens per target forward
     rewards: tuple[str, ...] = ("accuracy",)  # accuracy | format | module:function (yours)
     reward_weights: tuple[float, ...] = ()  # one per reward; empty: all 1
     reward_timeout_s: float = 5.0
@@ -86,6 +88,7 @@ class Config(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
+        require(self.draft_k >= 1, f"draft_k = {self.draft_k} must be >= 1")
         require(self.prompts_per_step >= 1, f"prompts_per_step = {self.prompts_per_step} must be >= 1")
         require(self.group_size >= 2, f"group_size = {self.group_size} must be >= 2 (advantages compare a group)")
         require(self.num_iterations >= 1, f"num_iterations = {self.num_iterations} must be >= 1")
@@ -208,6 +211,7 @@ def train(config: Config, run: Run) -> Any:
     task = make_task(config.env)
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.beta > 0 else None
+    draft = load_policy(config.draft, device)[0].eval() if config.draft else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(),
                                   betas=(config.adam_betas[0], config.adam_betas[1]),
@@ -235,7 +239,8 @@ def train(config: Config, run: Run) -> Any:
         prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
         model.eval()
         sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
-        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator)
+        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator,
+                           draft=draft, draft_k=config.draft_k)  # fmt: skip
         model.train()
         generated_tokens = int(rollout.completion_mask.sum())
         rollout_seconds = time.perf_counter() - rollout_start

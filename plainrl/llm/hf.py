@@ -206,16 +206,26 @@ class HFCausalLM(nn.Module):
 def load_hf(folder: str | Path, device: torch.device | str = "cpu", native: bool = True) -> tuple[Any, HFTokenizer]:
     """(model, tokenizer) from a local Hugging Face folder; Llama architectures run natively unless native=False."""
     try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import AutoModelForCausalLM
     except ImportError:
         raise PlainRLError("Hugging Face models need the llm extra: pip install 'plainrl[llm]'") from None
     folder = Path(folder)
     hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model: nn.Module = from_hf_llama(hf_model) if native and native_config(hf_model.config) else HFCausalLM(hf_model)
+    return model.to(device).eval(), load_hf_tokenizer(folder)
+
+
+def load_hf_tokenizer(folder: str | Path) -> HFTokenizer:
+    """The tokenizer of a local Hugging Face folder, with the EOS ids its generation config names."""
+    try:
+        from transformers import AutoTokenizer, GenerationConfig
+    except ImportError:
+        raise PlainRLError("Hugging Face models need the llm extra: pip install 'plainrl[llm]'") from None
+    folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     eos: Any = None
     if (folder / "generation_config.json").is_file():
         eos = GenerationConfig.from_pretrained(folder).eos_token_id
     eos = eos if eos is not None else tokenizer.eos_token_id
     eos_ids = tuple(eos) if isinstance(eos, list | tuple) else (int(eos),)
-    model: nn.Module = from_hf_llama(hf_model) if native and native_config(hf_model.config) else HFCausalLM(hf_model)
-    return model.to(device).eval(), HFTokenizer(tokenizer, eos_ids)
+    return HFTokenizer(tokenizer, eos_ids)

@@ -50,6 +50,22 @@ def load_policy(spec: str, device: torch.device | str = "cpu", **tiny_overrides:
     return hf.load_hf(path, device)
 
 
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer of a model name, Hugging Face folder or run folder, without loading the model's weights."""
+    if spec == "tiny":
+        return CharTokenizer()
+    from plainrl.llm import hf
+
+    if spec == "smollm2-135m":
+        return hf.load_hf_tokenizer(hf.smollm2_folder())
+    if (Path(spec) / "config.toml").is_file():
+        from plainrl.llm.runs import run_config
+
+        return load_tokenizer(run_config(spec)[2].model)  # type: ignore[attr-defined]
+    check_model_spec(spec)
+    return hf.load_hf_tokenizer(spec)
+
+
 def check_model_spec(spec: str) -> None:
     """Fail early (before any loading) on a model that cannot be one."""
     path = Path(spec)
@@ -94,8 +110,9 @@ def load_run_policy(run_dir: Path, device: torch.device | str) -> tuple[Any, Any
     from plainrl.kit.run import load_checkpoint_file
     from plainrl.llm.runs import run_config
 
-    _, _, config = run_config(run_dir)
-    model, tokenizer = build_policy(config, device)
+    _, module, config = run_config(run_dir)
+    build = getattr(module, "build_policy", build_policy)  # distill.py: the policy is the draft, not config.model
+    model, tokenizer = build(config, device)
     TrainableWeights(model).load_state_dict(load_checkpoint_file(run_dir, map_location=device)["model"])
     return model.eval(), tokenizer
 
@@ -165,3 +182,64 @@ def eval_llm(
     print(f"accuracy = {result['accuracy']:.4f} ({n_correct}/{n}, "
           f"{seconds:.1f} s) -> {out}")  # fmt: skip
     return record
+
+
+def generate_command(
+    model_spec: str, prompts: list[str], task_spec: str | None, n: int, params: SamplingParams, draft_spec: str | None,
+    k: int, adaptive: bool, batch_size: int, device: str, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """`plainrl generate`: completions of the prompts (or of a task's first n held-out questions), with tokens/s
+    and, with a draft model, speculative sampling's acceptance rate."""
+    from plainrl.kit.nets import resolve_device
+    from plainrl.llm.speculative import SpeculativeStats, speculative_generate
+
+    check_model_spec(model_spec)
+    if draft_spec is not None:
+        check_model_spec(draft_spec)
+    if k < 1:
+        raise ConfigError(f"--k {k} must be >= 1")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size} must be >= 1")
+    if not prompts and task_spec is None:
+        raise ConfigError("give --prompt TEXT (repeatable) or --task TASK")
+    torch.manual_seed(seed)
+    model, tokenizer = load_policy(model_spec, resolve_device(device))
+    model.eval()
+    draft = None
+    if draft_spec is not None:
+        draft, draft_tokenizer = load_policy(draft_spec, resolve_device(device))
+        draft.eval()
+        if draft_tokenizer.vocab_size != tokenizer.vocab_size:
+            raise ConfigError(f"draft {draft_spec!r} has another tokenizer than {model_spec!r}")
+    if task_spec is not None:
+        from plainrl.llm.tasks import make_task
+
+        task = make_task(task_spec)
+        prompts = prompts + [model_prompt(task, example, tokenizer) for example in task.test[:n]]
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    stats, tokens, seconds = SpeculativeStats(), 0, 0.0
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        ids = [tokenizer.prompt_ids(p) for p in chunk]
+        started = time.perf_counter()
+        if draft is None:
+            from plainrl.llm.generate import generate
+
+            rollout = generate(model, tokenizer, ids, params, generator)
+        else:
+            rollout, round_stats = speculative_generate(model, draft, tokenizer, ids, params, k, adaptive, generator)
+            for name in ("rounds", "row_rounds", "proposed", "accepted", "emitted", "k_sum"):
+                setattr(stats, name, getattr(stats, name) + getattr(round_stats, name))
+        seconds += time.perf_counter() - started
+        tokens += int(rollout.completion_mask.sum())
+        for prompt, text in zip(chunk, rollout.texts, strict=True):
+            print(f"--- {prompt}\n{text}")
+    summary: dict[str, Any] = {"tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds}
+    line = f"{tokens} tokens in {seconds:.2f} s: {tokens / seconds:.1f} tokens/s"
+    if draft is not None:
+        summary.update(acceptance_rate=stats.acceptance_rate, tokens_per_round=stats.tokens_per_round,
+                       mean_k=stats.k_sum / max(stats.rounds, 1))  # fmt: skip
+        line += (f", acceptance rate {stats.acceptance_rate:.3f}, {stats.tokens_per_round:.2f} tokens per row "
+                 f"per target forward (K = {summary['mean_k']:.1f})")  # fmt: skip
+    print(line)
+    return summary

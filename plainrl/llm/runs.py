@@ -23,6 +23,7 @@ TRAINERS = {
     "reward-model": "plainrl.llm.reward_model",
     "ppo-llm": "plainrl.llm.ppo",
     "dpo": "plainrl.llm.dpo",
+    "distill": "plainrl.llm.distill",
 }
 
 
