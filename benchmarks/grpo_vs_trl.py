@@ -20,8 +20,8 @@ are printed next to the times.
     python benchmarks/grpo_vs_trl.py [--prompts 1] [--group-size 8] [--new-tokens 32] [--steps 3] [--beta 0]
 
 Threads: 1 by default. On a shared 2-core machine (load ~7) two OpenMP threads per process ran this model's
-decoding 5-10x slower than one (a thread that waits spins while its partner is descheduled); with
-OMP_WAIT_POLICY=PASSIVE (set for both sides here) two threads were still ~30% slower than one.
+decoding 5-11x slower than one (a thread that waits spins while its partner is descheduled); with
+OMP_WAIT_POLICY=PASSIVE (set for both sides here) two threads still took ~30% longer than one.
 """
 
 from __future__ import annotations
