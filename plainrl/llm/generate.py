@@ -1,7 +1,8 @@
 """The rollout engine: batched sampling with a KV cache, returning what RL trainers need.
 
     left-pad the prompts (B, P); positions count real tokens only, so every prompt starts at position 0
-    prefill: one forward over the prompts fills the KV cache, keeps the last position's logits
+    prefill: one forward over the distinct prompts fills the KV cache (copied to each prompt's rows), keeps the
+             last position's logits
     for t = 1 .. max_new_tokens:
         token_t   ~ softmax(logits / temperature), restricted to the top-k / top-p tokens   (argmax if greedy)
         logprob_t = log softmax(logits / temperature)[token_t]      (before the top-k / top-p cut: the policy's
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from plainrl.llm.model import Transformer
 
 
 @dataclass
@@ -132,8 +135,16 @@ def generate(
     key_mask = torch.zeros((B, P + N), dtype=torch.bool, device=device)
     key_mask[:, :P] = mask
     positions = positions_from_mask(mask)
-    cache = model.new_cache(B, P + N)
-    logits = model(ids, positions, key_mask[:, :P] if padded else None, cache, last_only=True)[:, -1]
+    # Prefill each distinct prompt once (GRPO repeats every prompt G times), then copy its cache rows.
+    first, copies = distinct_rows(prompt_ids, device)
+    cache = model.new_cache(len(first), P + N)
+    if not hasattr(cache, "select"):  # a cache that cannot copy rows (hf.HFCausalLM's): prefill every row
+        first = copies = torch.arange(B, device=device)
+        cache = model.new_cache(B, P + N)
+    logits = model(ids[first], positions[first], key_mask[first, :P] if padded else None, cache, last_only=True)
+    logits = logits[copies, -1]
+    if len(first) < B:
+        cache = cache.select(copies)
     next_position = positions[:, -1:] + 1  # (B, 1)
 
     out_ids = torch.full((B, N), tokenizer.pad_id, dtype=torch.long, device=device)
@@ -173,6 +184,15 @@ def generate(
     return Rollout(ids, mask, out_ids, out_mask, out_logprobs, texts, reasons)
 
 
+def distinct_rows(sequences: list[list[int]], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, copies): the first row of each distinct sequence, and for every row the index of its sequence
+    in `first`, so that rows = first[copies]."""
+    index: dict[tuple[int, ...], int] = {}
+    copies = [index.setdefault(tuple(seq), len(index)) for seq in sequences]
+    first = [copies.index(i) for i in range(len(index))]
+    return torch.tensor(first, device=device), torch.tensor(copies, device=device)
+
+
 def cut_at_stop(text: str, stop_strings: tuple[str, ...]) -> str:
     """The text up to and including the first stop string (a token may carry characters past it)."""
     ends = [text.find(stop) + len(stop) for stop in stop_strings if stop in text]
@@ -198,6 +218,23 @@ def completion_logprobs(model: Any, rollout: Rollout, temperature: float = 1.0) 
     return logprobs.masked_fill(~rollout.completion_mask, 0.0)
 
 
+def shared_prompt_hidden_states(model: Any, ids: torch.Tensor, mask: torch.Tensor, P: int) -> torch.Tensor:
+    """The hidden states (b, N, dim) that predict the completion tokens, ids[:, P:], with gradients, computing each
+    distinct prompt ids[:, :P] once: a forward over the distinct prompts fills a KV cache, which is copied to every
+    row of that prompt, then one forward over the completion tokens reads it. The prompt is causal (it never sees
+    the completion), so this equals the forward over whole rows; gradients through the shared prompt add up over
+    its rows. With G completions per prompt this skips (G - 1) / G of the prompt's forward and backward, and the
+    vocabulary projection runs on completion positions only.
+    """
+    positions = positions_from_mask(mask)
+    first, copies = distinct_rows(torch.cat([ids[:, :P], mask[:, :P]], dim=1).tolist(), ids.device)
+    cache = model.new_cache(len(first), P)
+    prompt_hidden = model.hidden_states(ids[first, :P], positions[first, :P], mask[first, :P], cache)
+    cache = cache.select(copies, max_len=ids.shape[1])
+    completion_hidden = model.hidden_states(ids[:, P:], positions[:, P:], mask, cache)
+    return torch.cat([prompt_hidden[copies, -1:], completion_hidden[:, :-1]], dim=1)
+
+
 def completion_logprobs_entropy(
     model: Any, rollout: Rollout, rows: torch.Tensor, temperature: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +242,11 @@ def completion_logprobs_entropy(
     ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
     mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
     P = rollout.prompt_ids.shape[1]
-    logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1].float() / temperature  # predicts completions
+    if isinstance(model, Transformer):
+        logits = model.lm_head(shared_prompt_hidden_states(model, ids, mask, P))
+    else:
+        logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1]
+    logits = logits.float() / temperature  # (b, N, V): position P - 1 + t predicts completion token t
     log_probs_all = logits.log_softmax(dim=-1)  # (b, N, V)
     logprobs = log_probs_all.gather(2, rollout.completion_ids[rows][..., None]).squeeze(2)
     with torch.no_grad():

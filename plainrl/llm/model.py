@@ -22,6 +22,7 @@ The interface every policy model offers (hf.py wraps other Hugging Face models i
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -101,6 +102,21 @@ class KVCache:
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def select(self, rows: torch.Tensor, max_len: int | None = None) -> KVCache:
+        """A cache whose row i is this cache's row rows[i] (with room for max_len tokens, default the same): one
+        prefill of a prompt serves all its copies. Differentiable: gradients reach the rows it copied."""
+        picked = copy.copy(self)
+        picked.max_len = max_len or self.max_len
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            filled = t[rows, :, : self.length]
+            return torch.cat(
+                [filled, filled.new_zeros(filled.shape[:2] + (picked.max_len - self.length,) + filled.shape[3:])], 2
+            )
+
+        picked.keys, picked.values = [take(k) for k in self.keys], [take(v) for v in self.values]
+        return picked
 
 
 class Attention(nn.Module):

@@ -5,6 +5,7 @@ import torch
 from plainrl.llm.generate import (
     SamplingParams,
     completion_logprobs,
+    completion_logprobs_entropy,
     generate,
     pad_sequences,
     sample_next,
@@ -35,6 +36,25 @@ def test_engine_logprobs_equal_a_teacher_forced_forward():
         forward = completion_logprobs(model, rollout, temperature)
         assert rollout.completion_mask.any()
         torch.testing.assert_close(forward, rollout.logprobs, atol=1e-4, rtol=1e-4)
+
+
+def test_trainer_logprobs_share_each_prompt_and_equal_the_full_forward_with_its_gradients():
+    model = tiny_model()
+    prompts = [p for p in PROMPTS for _ in range(3)]  # each prompt 3 times, as GRPO groups are
+    rollout = generate(
+        model, TOKENIZER, prompts, SamplingParams(max_new_tokens=12, temperature=0.8), torch.Generator().manual_seed(2)
+    )
+    rows = torch.tensor([5, 0, 11, 3, 4, 9])
+    weights = torch.randn(len(rows), rollout.completion_ids.shape[1])
+    logprobs, entropy = completion_logprobs_entropy(model, rollout, rows, temperature=0.8)
+    grads = torch.autograd.grad((logprobs * weights).sum(), list(model.parameters()))
+    full = completion_logprobs(model, rollout, 0.8)[rows]  # whole rows, each with its own copy of the prompt
+    full_grads = torch.autograd.grad((full * weights).sum(), list(model.parameters()))
+    torch.testing.assert_close(logprobs, full, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, full_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert bool((entropy[rollout.completion_mask[rows]] > 0).all())
+    torch.testing.assert_close(logprobs, rollout.logprobs[rows], atol=1e-4, rtol=1e-4)  # the shared prefill too
 
 
 def test_batched_greedy_equals_one_prompt_at_a_time():
