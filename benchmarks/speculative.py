@@ -215,7 +215,7 @@ def main() -> None:
             "general chat": CHAT_PROMPTS[: args.chat],
         }
         for label, prompts in domains.items():
-            for temperature in args.temperatures:
+            for temperature in args.temperatures if prompts else []:
                 bench(f"(b, c) SmolLM2-135M, {label}", target, draft, tokenizer, prompts, params_for(temperature), args,
                       hf_pair)  # fmt: skip
 
