@@ -117,6 +117,8 @@ def forward_costs(target: Any, draft: Any, k: int, context: int = 64, repeats: i
     def one(model: Any, tokens: int) -> float:
         cache = model.new_cache(1, context + tokens)
         model(torch.randint(0, model.vocab_size, (1, context)), cache=cache, last_only=True)
+        model(torch.randint(0, model.vocab_size, (1, tokens)), cache=cache, last_only=tokens == 1)  # warm-up
+        cache.length = context
         started = time.perf_counter()
         model(torch.randint(0, model.vocab_size, (1, tokens)), cache=cache, last_only=tokens == 1)
         return 1000 * (time.perf_counter() - started)
@@ -213,7 +215,7 @@ def main() -> None:
             "general chat": CHAT_PROMPTS[: args.chat],
         }
         for label, prompts in domains.items():
-            for temperature in args.temperatures:
+            for temperature in args.temperatures if prompts else []:
                 bench(f"(b, c) SmolLM2-135M, {label}", target, draft, tokenizer, prompts, params_for(temperature), args,
                       hf_pair)  # fmt: skip
 

@@ -45,10 +45,10 @@ class Config(BaseConfig):
     checkpoint_every: int = 200
     torch_threads: int = 1
     minutes: float = 0.0  # > 0: stop training once this much time has passed since the start
-    n_samples: int = 384  # target completions to distil on
-    sample_max_new_tokens: int = 64
+    n_samples: int = 448  # target completions to distil on
+    sample_max_new_tokens: int = 48
     sample_temperature: float = 1.0
-    greedy_fraction: float = 0.25  # this share of the samples is the target's greedy completion
+    greedy_fraction: float = 0.5  # this share of the samples is the target's greedy completion
     sample_batch_size: int = 32
     top_k: int = 32  # teacher log-probs kept per position
     batch_size: int = 16  # sequences per optimizer step
