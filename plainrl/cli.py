@@ -112,62 +112,45 @@ def plot(
 LLM_TRAINERS = ("sft", "grpo", "reward-model", "ppo-llm", "dpo", "distill")  # plainrl.llm.runs.TRAINERS, kept light
 
 
+ModelOption = Annotated[str | None, typer.Option(help="An SFT run folder, smollm2-135m, or a Hugging Face folder.")]
+TaskOption = Annotated[
+    str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
+]
+LoraOption = Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
+ConfigOption = Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")]
+RunDirOption = Annotated[Path | None, typer.Option(help="Run folder (default: runs/NAME_TASK_sSEED_TIME).")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+ProgressOption = Annotated[bool, typer.Option(help="Show the live progress bar.")]
+PairsOption = Annotated[str | None, typer.Option(help="JSONL of {prompt, chosen, rejected} (default: verifier pairs).")]
+
+
 @app.command()
 def sft(
     model: Annotated[str | None, typer.Option(help="tiny, smollm2-135m, or a Hugging Face model folder.")] = None,
-    task: Annotated[
-        str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
-    ] = None,
-    lora_rank: Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    task: TaskOption = None, lora_rank: LoraOption = None, seed: SeedOption = None,
     total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/sft_TASK_sSEED_TIME).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
-) -> None:
+    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
+    progress: ProgressOption = True,
+) -> None:  # fmt: skip
     """Supervised fine-tuning of a language model on a task's target completions (held-out accuracy logged)."""
-    from plainrl.llm import runs
-
-    try:
-        runs.train_new(
-            "sft", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
-            flags={"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
-                   "device": device},
-        )  # fmt: skip
-    except PlainRLError as err:
-        _fail(str(err))
+    flags = {"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
+             "device": device}  # fmt: skip
+    _llm_train("sft", flags, config, set_, run_dir, progress)
 
 
 @app.command()
 def grpo(
-    model: Annotated[
-        str | None, typer.Option(help="An SFT run folder, smollm2-135m, or a Hugging Face folder.")
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
-    ] = None,
-    lora_rank: Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    model: ModelOption = None, task: TaskOption = None, lora_rank: LoraOption = None, seed: SeedOption = None,
     total_steps: Annotated[int | None, typer.Option(help="GRPO steps (one batch of rollouts each).")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/grpo_TASK_sSEED_TIME).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
-) -> None:
+    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
+    progress: ProgressOption = True,
+) -> None:  # fmt: skip
     """GRPO on verifiable rewards (accuracy, format, your functions): G samples per prompt, group advantages."""
-    from plainrl.llm import runs
-
-    try:
-        runs.train_new(
-            "grpo", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
-            flags={"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
-                   "device": device},
-        )  # fmt: skip
-    except PlainRLError as err:
-        _fail(str(err))
+    flags = {"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
+             "device": device}  # fmt: skip
+    _llm_train("grpo", flags, config, set_, run_dir, progress)
 
 
 def _llm_train(name: str, flags: dict[str, Any], config: Path | None, set_: list[str] | None, run_dir: Path | None,
@@ -209,20 +192,6 @@ def distill_draft(
         )  # fmt: skip
     except PlainRLError as err:
         _fail(str(err))
-
-
-ModelOption = Annotated[str | None, typer.Option(help="An SFT run folder, smollm2-135m, or a Hugging Face folder.")]
-TaskOption = Annotated[
-    str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
-]
-LoraOption = Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")]
-SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
-ConfigOption = Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")]
-RunDirOption = Annotated[Path | None, typer.Option(help="Run folder (default: runs/NAME_TASK_sSEED_TIME).")]
-DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
-ProgressOption = Annotated[bool, typer.Option(help="Show the live progress bar.")]
-PairsOption = Annotated[str | None, typer.Option(help="JSONL of {prompt, chosen, rejected} (default: verifier pairs).")]
 
 
 @app.command("reward-model")

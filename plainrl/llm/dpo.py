@@ -20,7 +20,6 @@ samples. Held-out task accuracy (greedy) is evaluated as in SFT and GRPO.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +31,8 @@ from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams
-from plainrl.llm.lora import ALL_LINEAR, save_adapters
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy
+from plainrl.llm.lora import ALL_LINEAR
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, finish_run
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -199,9 +198,15 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    result = evaluate_policy(model, tokenizer, task, task.test[: config.eval_n], eval_params, config.eval_batch_size)
-    (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
-    if config.lora_rank > 0:
-        save_adapters(model, run.dir / "adapter")
-    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run.dir / 'eval.json'}")
+    finish_run(
+        model,
+        tokenizer,
+        task,
+        task.test[: config.eval_n],
+        eval_params,
+        config.eval_batch_size,
+        run.dir,
+        step,
+        config.lora_rank,
+    )
     return model

@@ -25,7 +25,6 @@ length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -38,8 +37,8 @@ from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.lora import ALL_LINEAR, save_adapters
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, load_policy, model_prompt
+from plainrl.llm.lora import ALL_LINEAR
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, finish_run, load_policy, model_prompt
 from plainrl.llm.rewards import rewards_by_name
 from plainrl.llm.tasks import make_task
 
@@ -313,9 +312,15 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    result = evaluate_policy(model, tokenizer, task, task.test[: config.eval_n], eval_params, config.eval_batch_size)
-    (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
-    if config.lora_rank > 0:
-        save_adapters(model, run.dir / "adapter")
-    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run.dir / 'eval.json'}")
+    finish_run(
+        model,
+        tokenizer,
+        task,
+        task.test[: config.eval_n],
+        eval_params,
+        config.eval_batch_size,
+        run.dir,
+        step,
+        config.lora_rank,
+    )
     return model

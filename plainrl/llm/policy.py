@@ -243,3 +243,18 @@ def generate_command(
                  f"per target forward (K = {summary['mean_k']:.1f})")  # fmt: skip
     print(line)
     return summary
+
+
+def finish_run(model: Any, tokenizer: Any, task: Task, examples: list[Example], params: SamplingParams,
+               batch_size: int, run_dir: Path, step: int, lora_rank: int) -> dict[str, Any]:  # fmt: skip
+    """The end of every trainer that makes a policy: held-out accuracy -> eval.json (+ the LoRA adapters alone)."""
+    import json
+
+    result = evaluate_policy(model, tokenizer, task, examples, params, batch_size)
+    (run_dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
+    if lora_rank > 0:
+        from plainrl.llm.lora import save_adapters
+
+        save_adapters(model, run_dir / "adapter")
+    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run_dir / 'eval.json'}")
+    return result

@@ -16,7 +16,6 @@ micro-batches are a function of (seed, step) alone, so a resumed run sees the sa
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ from plainrl.kit.config import BaseConfig, require
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, pad_sequences
-from plainrl.llm.lora import ALL_LINEAR, save_adapters
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, model_prompt
+from plainrl.llm.lora import ALL_LINEAR
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, finish_run, model_prompt
 from plainrl.llm.tasks import Example, epoch_indices, make_task
 
 
@@ -196,9 +195,7 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    result = evaluate_policy(model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size)
-    (run.dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
-    if config.lora_rank > 0:
-        save_adapters(model, run.dir / "adapter")
-    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run.dir / 'eval.json'}")
+    finish_run(
+        model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size, run.dir, step, config.lora_rank
+    )
     return model
