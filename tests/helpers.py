@@ -30,6 +30,23 @@ class CountingEnv(gym.Env):
         return obs, 1.0, ended and self.terminate, ended and not self.terminate, {}
 
 
+class Float64Env(CountingEnv):
+    """CountingEnv with float64 observations and a continuous action, as MuJoCo envs have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Box(0, 100, shape=(1,), dtype=np.float64)
+        self.action_space = gym.spaces.Box(-1, 1, shape=(1,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed)
+        return obs.astype(np.float64), info
+
+    def step(self, action: Any):
+        obs, *rest = super().step(action)
+        return obs.astype(np.float64), *rest
+
+
 class MultiBinaryEnv(gym.Env):
     """An action space no classic algorithm here handles."""
 

@@ -4,6 +4,7 @@ Vector envs use Gymnasium's SAME_STEP autoreset: when an episode ends, `step` re
 observation and puts the true last observation in `infos["final_obs"]`. So every step an algorithm sees is a
 real transition (Gymnasium's default NEXT_STEP mode inserts a fake one after each episode end), and
 `true_next_obs` recovers the observation to bootstrap from when an episode was truncated.
+float64 Box observations (MuJoCo's) are cast to float32, the dtype of every network and buffer here.
 """
 
 from __future__ import annotations
@@ -61,12 +62,34 @@ class ClipToBounds(gym.ActionWrapper):
         return np.clip(action, self.low, self.high)
 
 
-def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
-    """One environment (for evaluation and inspection), continuous actions clipped to the action bounds."""
-    kwargs = {"render_mode": render_mode} if render_mode else {}
-    env = _env_maker(env_id, **kwargs)()
+class Float32Observations(gym.ObservationWrapper):
+    """float64 Box observations (MuJoCo's) as float32, the dtype of every network and buffer here."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        assert isinstance(space, gym.spaces.Box)
+        low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+        self.observation_space = gym.spaces.Box(low, high, space.shape, np.float32)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        return np.asarray(observation, dtype=np.float32)
+
+
+def _wrap(env: gym.Env) -> gym.Env:
+    """float64 Box observations as float32; continuous actions clipped to the action bounds."""
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
+        env = Float32Observations(env)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipToBounds(env)
+    return env
+
+
+def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+    """One environment (for evaluation and inspection), wrapped as the training envs are."""
+    kwargs = {"render_mode": render_mode} if render_mode else {}
+    env = _wrap(_env_maker(env_id, **kwargs)())
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -74,14 +97,12 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
 
 
 def make_vec_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
-    """`num_envs` copies seeded seed, seed+1, ...; SAME_STEP autoreset; Box actions clipped to bounds."""
+    """`num_envs` copies seeded seed, seed+1, ...; SAME_STEP autoreset; float32 observations; Box actions
+    clipped to bounds."""
     maker = _env_maker(env_id)
 
     def make_one() -> gym.Env:
-        env = maker()
-        if isinstance(env.action_space, gym.spaces.Box):
-            env = ClipToBounds(env)
-        return env
+        return _wrap(maker())
 
     vector_cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
     envs = vector_cls([make_one] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

@@ -46,6 +46,14 @@ def test_unknown_env_id_suggests_close_matches():
         make_env("tests.helpers:NoSuchEnv")
 
 
+def test_float64_observations_arrive_as_float32():
+    envs = make_vec_env("tests.helpers:Float64Env", num_envs=2, seed=0)
+    obs, _ = envs.reset(seed=0)
+    assert envs.single_observation_space.dtype == np.float32 and obs.dtype == np.float32
+    assert envs.step(np.zeros((2, 1), dtype=np.float32))[0].dtype == np.float32
+    assert make_env("tests.helpers:Float64Env").reset(seed=0)[0].dtype == np.float32
+
+
 def test_continuous_actions_are_clipped_to_bounds():
     env = make_env("Pendulum-v1", seed=0)
     env.reset(seed=0)
