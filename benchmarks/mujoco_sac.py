@@ -3,8 +3,10 @@
 Each library trains one seed for exactly `--steps` env steps (no evaluation during training), then its final
 policy plays `--eval-episodes` deterministic episodes through the same `plainrl.kit.evaluate.evaluate`.
 Training wall-clock is timed from set-up (envs, networks, and for plainrl its run folder) after the libraries
-are imported; every 5,000 steps a progress line shows the elapsed seconds and the mean training return of the
-episodes finished since the last line. SB3 uses the rl-baselines3-zoo hyperparameters; plainrl its preset.
+are imported; every 5,000 steps a progress line shows the elapsed seconds, the load average and the mean
+training return of the episodes finished since the last line. The process's CPU seconds are printed too: on a
+shared machine they depend less on the other jobs than the wall-clock does. SB3 uses the rl-baselines3-zoo
+hyperparameters; plainrl its preset.
 
     pip install -e '.[mujoco]'
     python benchmarks/mujoco_sac.py --env HalfCheetah-v5 --steps 100000 --seed 0
@@ -13,6 +15,7 @@ episodes finished since the last line. SB3 uses the rl-baselines3-zoo hyperparam
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,10 +45,15 @@ class Progress:
     """Prints elapsed seconds and the mean training return every PROGRESS_EVERY steps."""
 
     def __init__(self, lib: str) -> None:
-        self.lib, self.start, self.next_print = lib, time.perf_counter(), PROGRESS_EVERY
+        self.lib, self.next_print = lib, PROGRESS_EVERY
+        self.restart()
 
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
+    def restart(self) -> None:
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def seconds(self) -> tuple[float, float]:
+        """(wall-clock, CPU) seconds since the start."""
+        return time.perf_counter() - self.start, time.process_time() - self.cpu_start
 
     def check(self, step: int, recent_returns: Callable[[], list[float]]) -> bool:
         """Prints when due; returns False (never asks to stop)."""
@@ -54,11 +62,13 @@ class Progress:
         self.next_print = (step // PROGRESS_EVERY + 1) * PROGRESS_EVERY
         returns = recent_returns()
         shown = f"{np.mean(returns):9.1f}" if returns else f"{'-':>9}"
-        print(f"{self.lib:<8} step {step:>7}  {self.seconds():8.1f} s  train return {shown}", flush=True)
+        load = os.getloadavg()[0]
+        print(f"{self.lib:<8} step {step:>7}  {self.seconds()[0]:8.1f} s  load {load:4.1f}  train return {shown}",
+              flush=True)  # fmt: skip
         return False
 
 
-def run_plainrl(env_id: str, seed: int, steps: int, overrides: list[str]) -> tuple[float, Any]:
+def run_plainrl(env_id: str, seed: int, steps: int, overrides: list[str]) -> tuple[tuple[float, float], Any]:
     module = load_algorithm("sac")
     config = build_config(module.Config, module.PRESETS, env_id, set_items=overrides,
                           flags={"seed": seed, "total_steps": steps})  # fmt: skip
@@ -85,7 +95,7 @@ def run_plainrl(env_id: str, seed: int, steps: int, overrides: list[str]) -> tup
     return seconds, agent_policy(agent)
 
 
-def run_sb3(env_id: str, seed: int, steps: int) -> tuple[float, Any]:
+def run_sb3(env_id: str, seed: int, steps: int) -> tuple[tuple[float, float], Any]:
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -105,7 +115,7 @@ def run_sb3(env_id: str, seed: int, steps: int) -> tuple[float, Any]:
             self.seen.extend(float(info["episode"]["r"]) for info in self.locals["infos"] if "episode" in info)
             return not progress.check(self.num_timesteps, self.recent)
 
-    progress.start = time.perf_counter()
+    progress.restart()
     env = make_vec_env(env_id, n_envs=1, seed=seed)
     model = SAC("MlpPolicy", env, seed=seed, device="cpu", **SB3_ZOO[env_id])
     model.learn(total_timesteps=steps, callback=Track())
@@ -129,22 +139,25 @@ def main() -> None:
     torch.set_num_threads(1)  # both libraries on the same footing: one torch thread
     print(f"sac on {args.env}, seed {args.seed}, {args.steps} env steps each; then {args.eval_episodes} "
           f"deterministic episodes; seconds = training only", flush=True)  # fmt: skip
-    results: dict[str, tuple[float, dict[str, Any]]] = {}
+    results: dict[str, tuple[float, float, dict[str, Any]]] = {}
     for lib in args.libs:
+        print(f"{lib:<8} start: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if lib == "plainrl":
-            seconds, policy = run_plainrl(args.env, args.seed, args.steps, args.overrides)
+            (seconds, cpu), policy = run_plainrl(args.env, args.seed, args.steps, args.overrides)
         else:
-            seconds, policy = run_sb3(args.env, args.seed, args.steps)
+            (seconds, cpu), policy = run_sb3(args.env, args.seed, args.steps)
+        print(f"{lib:<8} end: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         result = evaluate(policy, args.env, args.eval_episodes, args.seed)
-        results[lib] = (seconds, result)
-        print(f"{lib:<8} done: {seconds:.1f} s ({args.steps / seconds:.1f} steps/s), eval mean_return = "
-              f"{result['mean_return']:.1f} +/- {result['std_return']:.1f}", flush=True)  # fmt: skip
-    print(f"{'library':<8} {'seconds':>9} {'steps/s':>8} {'eval mean':>10} {'eval std':>9}")
-    for lib, (seconds, result) in results.items():
-        print(f"{lib:<8} {seconds:9.1f} {args.steps / seconds:8.1f} {result['mean_return']:10.1f} "
+        results[lib] = (seconds, cpu, result)
+        print(f"{lib:<8} done: {seconds:.1f} s, {cpu:.1f} CPU s ({args.steps / seconds:.1f} steps/s), eval "
+              f"mean_return = {result['mean_return']:.1f} +/- {result['std_return']:.1f}", flush=True)  # fmt: skip
+    print(f"{'library':<8} {'seconds':>9} {'CPU s':>9} {'steps/s':>8} {'eval mean':>10} {'eval std':>9}")
+    for lib, (seconds, cpu, result) in results.items():
+        print(f"{lib:<8} {seconds:9.1f} {cpu:9.1f} {args.steps / seconds:8.1f} {result['mean_return']:10.1f} "
               f"{result['std_return']:9.1f}")  # fmt: skip
     if len(results) == 2:
-        print(f"ratio plainrl/sb3 seconds = {results['plainrl'][0] / results['sb3'][0]:.2f}")
+        print(f"ratio plainrl/sb3: seconds {results['plainrl'][0] / results['sb3'][0]:.2f}, "
+              f"CPU seconds {results['plainrl'][1] / results['sb3'][1]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

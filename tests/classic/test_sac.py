@@ -85,3 +85,17 @@ def test_alpha_rises_when_entropy_is_below_target():
     loss, _ = sac.sac_losses(agent, batch, target_entropy=-1.0)
     loss.backward()
     assert agent.log_alpha.grad is not None and agent.log_alpha.grad.item() < 0  # gradient descent raises alpha
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5"])
+def test_mujoco_presets_train_and_evaluate(env_id, tmp_path):
+    pytest.importorskip("mujoco", reason="MuJoCo envs need `pip install plainrl[mujoco]`")
+    import json
+
+    from plainrl.kit import training
+
+    settings = ["total_steps=300", "learning_starts=200", "batch_size=32", "hidden_sizes=[16,16]", "eval_episodes=1"]
+    run_dir = training.train_new("sac", env=env_id, run_dir=tmp_path / "run", show_progress=False,
+                                 set_items=settings, flags={"seed": 0})  # fmt: skip
+    assert sac.PRESETS[env_id]["learning_starts"] == 10_000
+    assert math.isfinite(json.loads((run_dir / "eval.json").read_text())["mean_return"])
