@@ -167,6 +167,7 @@ def train(config: Config, run: Run) -> Any:
         model.train()
         return wins / max(len(test_tokens), 1)
 
+    last_accuracy: float | None = None
     while step < config.total_steps:
         indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)
         batch = pair_batch([train_tokens[i] for i in indices], tokenizer.pad_id, device)
@@ -192,6 +193,7 @@ def train(config: Config, run: Run) -> Any:
         if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
             metrics["accuracy"] = task_accuracy()
             metrics["held_out_preference_accuracy"] = held_out_preference_accuracy()
+        last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, metrics)
         run.maybe_checkpoint(step, stateful)
         if run.call_step_hooks(step, model):
@@ -208,5 +210,6 @@ def train(config: Config, run: Run) -> Any:
         run.dir,
         step,
         config.lora_rank,
+        accuracy=last_accuracy,
     )
     return model

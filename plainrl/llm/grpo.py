@@ -229,6 +229,7 @@ def train(config: Config, run: Run) -> Any:
         examples = task.test[: config.eval_n]
         return evaluate_policy(model, tokenizer, task, examples, eval_params, config.eval_batch_size)["accuracy"]
 
+    last_accuracy: float | None = None
     while step < config.total_steps:
         # 1. Rollouts: G completions for each prompt, sampled from the current policy (= pi_old).
         rollout_start = time.perf_counter()
@@ -306,6 +307,7 @@ def train(config: Config, run: Run) -> Any:
         }
         if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
             metrics["accuracy"] = held_out_accuracy()
+        last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
         run.maybe_checkpoint(step, stateful)
         if run.call_step_hooks(step, model):
@@ -322,5 +324,6 @@ def train(config: Config, run: Run) -> Any:
         run.dir,
         step,
         config.lora_rank,
+        accuracy=last_accuracy,
     )
     return model

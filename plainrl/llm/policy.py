@@ -246,15 +246,18 @@ def generate_command(
 
 
 def finish_run(model: Any, tokenizer: Any, task: Task, examples: list[Example], params: SamplingParams,
-               batch_size: int, run_dir: Path, step: int, lora_rank: int) -> dict[str, Any]:  # fmt: skip
-    """The end of every trainer that makes a policy: held-out accuracy -> eval.json (+ the LoRA adapters alone)."""
+               batch_size: int, run_dir: Path, step: int, lora_rank: int,
+               accuracy: float | None = None) -> float:  # fmt: skip
+    """The end of every trainer that makes a policy: held-out accuracy -> eval.json (+ the LoRA adapters alone).
+    `accuracy`: the loop's own evaluation of these examples at this step, if it made one (greedy: same result)."""
     import json
 
-    result = evaluate_policy(model, tokenizer, task, examples, params, batch_size)
-    (run_dir / "eval.json").write_text(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "step": step}))
+    if accuracy is None:
+        accuracy = evaluate_policy(model, tokenizer, task, examples, params, batch_size)["accuracy"]
+    (run_dir / "eval.json").write_text(json.dumps({"accuracy": accuracy, "n": len(examples), "step": step}))
     if lora_rank > 0:
         from plainrl.llm.lora import save_adapters
 
         save_adapters(model, run_dir / "adapter")
-    print(f"eval: accuracy = {result['accuracy']:.4f} on {result['n']} held-out examples -> {run_dir / 'eval.json'}")
-    return result
+    print(f"eval: accuracy = {accuracy:.4f} on {len(examples)} held-out examples -> {run_dir / 'eval.json'}")
+    return accuracy

@@ -159,6 +159,7 @@ def train(config: Config, run: Run) -> Any:
         return evaluate_policy(model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size)["accuracy"]
 
     accuracy = float("nan")
+    last_accuracy: float | None = None
     while step < config.total_steps:
         step_start = time.perf_counter()
         lr = learning_rate_at(step, config)
@@ -186,6 +187,7 @@ def train(config: Config, run: Run) -> Any:
         if due or step == config.total_steps:
             accuracy = evaluate()
             metrics["accuracy"] = accuracy
+        last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, metrics)
         if config.stop_at_accuracy > 0 and metrics.get("accuracy", 0.0) >= config.stop_at_accuracy:
             print(f"step {step}: held-out accuracy {accuracy:.3f} >= {config.stop_at_accuracy}, stopping")
@@ -196,6 +198,15 @@ def train(config: Config, run: Run) -> Any:
     run.maybe_checkpoint(step, stateful, final=True)
 
     finish_run(
-        model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size, run.dir, step, config.lora_rank
+        model,
+        tokenizer,
+        task,
+        eval_examples,
+        eval_params,
+        config.eval_batch_size,
+        run.dir,
+        step,
+        config.lora_rank,
+        accuracy=last_accuracy,
     )
     return model

@@ -93,3 +93,26 @@ def test_bad_llm_input_gives_one_clear_line(args, message, tmp_path):
     result = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "r")] if args[0] == "sft" else args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+def test_the_last_step_is_evaluated_once(tmp_path, monkeypatch):
+    """eval.json reuses the loop's evaluation of the last step instead of decoding the held-out set again."""
+    from plainrl.llm import policy
+
+    calls = []
+    real = policy.evaluate_policy
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "evaluate_policy", counting)
+    monkeypatch.setattr(sft, "evaluate_policy", counting)
+    config = build_config(sft.Config, {}, "arithmetic:digits=1,n_test=10", None, [*SMALL, "eval_every=2"],
+                          {"total_steps": 4})  # fmt: skip
+    with Run.create("sft", config, tmp_path, show_progress=False) as run:
+        sft.train(config, run)
+    assert len(calls) == 2  # steps 2 and 4
+    logged = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
+    accuracy_column = logged[0].index("accuracy")
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == float(logged[-1][accuracy_column])
