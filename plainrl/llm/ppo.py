@@ -187,7 +187,6 @@ def train(config: Config, run: Run) -> Any:
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     critic = ScalarModel(copy.deepcopy(model)).to(device).train()
-    critic.head.requires_grad_(True)
     reward_model = load_reward_model(config.reward_model, device)[0] if config.reward_model else None
     reward_set = rewards_by_name(config.rewards, config.reward_weights, task, config.reward_timeout_s)
     policy_params = [p for p in model.parameters() if p.requires_grad]
@@ -275,7 +274,8 @@ def train(config: Config, run: Run) -> Any:
         correct = [
             task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)
         ]
-        explained = 1 - float(((returns - old_values) * mask).var()) / max(float((returns * mask).var()), 1e-8)
+        real_returns = returns[mask]  # completion tokens only: padding would dilute both variances
+        explained = 1 - float((real_returns - old_values[mask]).var()) / max(float(real_returns.var()), 1e-8)
         metrics = {
             **parts,
             **{name: value / updates for name, value in totals.items()},

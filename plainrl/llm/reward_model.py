@@ -141,8 +141,6 @@ def train(config: Config, run: Run) -> ScalarModel:
     del sampler
     print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held-out pairs (in {run.dir})")
     reward_model = ScalarModel(policy).to(device).train()
-    if config.lora_rank > 0:
-        reward_model.head.requires_grad_(True)
     trainable = [p for p in reward_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)
     train_tokens, test_tokens = tokenize_pairs(train_pairs, tokenizer), tokenize_pairs(test_pairs, tokenizer)
