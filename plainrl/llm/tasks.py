@@ -94,6 +94,9 @@ def answers_match(extracted: str, answer: str) -> bool:
 class ArithmeticTask(Task):
     """a OP b with `digits`-digit operands; OP drawn from `ops` (any of + - *). Prompt '12+34=', target '46'.
 
+    `max_operand=N` replaces the digit count with operands in [0, N]: a difficulty between 1 and 2 digits
+    ('arithmetic:max_operand=30' mixes 1- and 2-digit sums).
+
     The answer is the tagged one if there is a tag, else the last number in the completion (strict=False), so
     both a bare '46' and 'so the sum is <answer>46</answer>' count.
     """
@@ -103,14 +106,24 @@ class ArithmeticTask(Task):
     OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
     def __init__(
-        self, digits: int = 2, ops: str = "+", n_test: int = 500, strict: bool = False, seed: int = SPLIT_SEED
+        self,
+        digits: int = 2,
+        ops: str = "+",
+        n_test: int = 500,
+        strict: bool = False,
+        max_operand: int | None = None,
+        seed: int = SPLIT_SEED,
     ):
         if digits < 1 or digits > 9:
             raise ConfigError(f"arithmetic digits = {digits} must be in [1, 9]")
         if not ops or any(op not in self.OPS for op in ops):
             raise ConfigError(f"arithmetic ops = {ops!r} must be made of + - *")
+        if max_operand is not None and not 1 <= max_operand < 10**9:
+            raise ConfigError(f"arithmetic max_operand = {max_operand} must be in [1, 999999999]")
         self.digits, self.ops, self.strict = digits, ops, strict
         low, high = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits  # operands in [low, high)
+        if max_operand is not None:
+            low, high = 0, max_operand + 1
         rng = random.Random(seed)
         if (high - low) ** 2 * len(ops) <= 200_000:  # small spaces: shuffle all problems, split without overlap
             problems = list(itertools.product(range(low, high), ops, range(low, high)))

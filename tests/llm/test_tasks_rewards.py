@@ -63,6 +63,9 @@ def test_splits_are_fixed_and_disjoint():
     assert len(a.test) == 500 and len(a.train) == 90 * 90 - 500
     three = make_task("arithmetic:digits=3,ops=+-*,n_test=50")
     assert len(three.test) == 50 and {e.prompt[3] for e in three.test} <= set("+-*")
+    small = make_task("arithmetic:max_operand=30,n_test=200")  # operands 0..30: 31 * 31 sums, 1- and 2-digit
+    operands = [int(x) for e in small.test + small.train for x in e.prompt[:-1].split("+")]
+    assert len(small.test) == 200 and len(small.train) == 31 * 31 - 200 and set(operands) == set(range(31))
 
 
 def test_jsonl_task(tmp_path):
@@ -75,7 +78,12 @@ def test_jsonl_task(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "spec, message", [("arithmetc", "did you mean: arithmetic"), ("arithmetic:digits=0", "digits")]
+    "spec, message",
+    [
+        ("arithmetc", "did you mean: arithmetic"),
+        ("arithmetic:digits=0", "digits"),
+        ("arithmetic:max_operand=0", "max_operand"),
+    ],
 )
 def test_bad_task_specs(spec, message):
     with pytest.raises(ConfigError, match=message):

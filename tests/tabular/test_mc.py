@@ -80,3 +80,16 @@ def test_mc_epsilon_greedy_reaches_the_optimal_policy_on_gridworld(first_visit):
     q = train("mc_epsilon_greedy", "plainrl/GridWorld-v0", seed=0, first_visit=first_visit)
     assert np.abs(greedy_policy_value(model, q, 0.9) - best.v)[model.start > 0].max() < 1e-6
     assert np.abs(greedy_policy_value(model, -q, 0.9) - best.v)[model.start > 0].max() > 1  # the check can fail
+
+
+@pytest.mark.slow
+def test_mc_epsilon_greedy_takes_the_optimal_edge_path_on_cliff_walking():
+    """The preset: random start cells, 30-step episodes, epsilon 0.1 decaying to 0 over half the run (GLIE). The
+    greedy policy becomes value iteration's path along the cliff; seeds 0-9 do (docs/tabular.md). Started from
+    the corner only, as the env does, the greedy policy loops."""
+    cliff, best = optimal("CliffWalking-v1", 0.99)
+    edge = greedy_path(cliff, best.policy[:, None] == np.arange(4), start=36)
+    assert edge == [36, 24, *range(25, 36)]
+    assert greedy_path(cliff, train("mc_epsilon_greedy", "CliffWalking-v1", seed=0), start=36) == edge
+    corner_only = train("mc_epsilon_greedy", "CliffWalking-v1", seed=0, random_start=False)
+    assert greedy_path(cliff, corner_only, start=36) != edge
