@@ -6,11 +6,27 @@ reaches the env's threshold; time = training wall-clock up to then, evaluation t
 when training is set up (envs, networks, and for plainrl the run folder) after the libraries are imported.
 
     python benchmarks/classic_vs_sb3.py --algo ppo --env CartPole-v1 --seeds 0 1 2
+
+`--toyrl` (A2C and DQN on CartPole-v1) also runs ToyRL (`pip install --ignore-requires-python toyrl`), last,
+with the hyperparameters of its own CartPole examples (the `__main__` blocks of toyrl/a2c.py and toyrl/dqn.py)
+and a cap of `--toyrl-seconds`. Its trainers have no seed, callback or step budget to hook, so:
+- seed: torch's and `random`'s global RNGs (network init, action sampling, replay sampling) and the first
+  `reset(seed=...)` of its training env;
+- its training env is wrapped: every real env step (not the reset step of its DQN's next-step Autoreset) goes
+  through the same SolveTracker, and an exception ends `train()` when it is solved or out of time;
+- evaluation is greedy on its own network (argmax of A2C's logits, as its `act(eval=True)`, and of DQN's Q-values),
+  computed here so that it draws nothing from torch's RNG; its built-in evaluation (10 episodes on the training
+  env every 100 A2C episodes) is switched off, as this protocol evaluates instead; its prints go to /dev/null.
+
+    python benchmarks/classic_vs_sb3.py --algo dqn --seeds 0 1 2 --toyrl
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import random
 import statistics
 import tempfile
 import time
@@ -52,6 +68,15 @@ SB3_ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ),
 }  # fmt: skip
 
+# ToyRL's own CartPole examples (the `__main__` blocks of toyrl/a2c.py and toyrl/dqn.py), minus wandb logging.
+TOYRL_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    ("a2c", "CartPole-v1"): dict(solved_threshold=475.0, num_episodes=100_000, learning_rate=0.002),
+    ("dqn", "CartPole-v1"): dict(
+        solved_threshold=475.0, max_training_steps=500_000, learning_rate=2.5e-4, use_target_network=True,
+        target_soft_update_beta=0.0, target_update_frequency=5,
+    ),
+}  # fmt: skip
+
 
 class SolveTracker:
     """Evaluates every `every` steps, keeps evaluation time out of the clock, and says when solved."""
@@ -64,6 +89,7 @@ class SolveTracker:
         self.start = time.perf_counter()
         self.solved_at: tuple[float, int] | None = None
         self.last_mean = float("nan")
+        self.best_mean = float("-inf")
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.start - self.eval_seconds
@@ -76,6 +102,7 @@ class SolveTracker:
         eval_start = time.perf_counter()
         self.next_eval = (step // self.every + 1) * self.every
         self.last_mean = evaluate(policy, self.env_id, self.episodes, self.seed)["mean_return"]
+        self.best_mean = max(self.best_mean, self.last_mean)
         self.eval_seconds += time.perf_counter() - eval_start
         if self.last_mean >= self.threshold:
             self.solved_at = (seconds, step)
@@ -130,6 +157,59 @@ def run_sb3(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> 
     return tracker
 
 
+class StopTraining(Exception):
+    """Raised from inside ToyRL's training loop when the tracker says stop."""
+
+
+class ToyRLTrack(gym.Wrapper):
+    """ToyRL's training env: counts real env steps, asks the tracker after each, ends train() by StopTraining."""
+
+    def __init__(self, env: gym.Env, tracker: SolveTracker, policy: Callable[[np.ndarray], np.ndarray]):
+        super().__init__(env)
+        self.tracker, self.policy = tracker, policy
+        self.steps, self.episode_over = 0, False
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.episode_over = False
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        real_step = not self.episode_over  # ToyRL's DQN steps an Autoreset env: the step after an end only resets
+        result = self.env.step(action)
+        self.episode_over = result[2] or result[3]
+        if real_step:
+            self.steps += 1
+            if self.tracker.check(self.steps, self.policy):
+                raise StopTraining
+        return result
+
+
+def run_toyrl(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> SolveTracker:
+    import toyrl
+
+    tracker = SolveTracker(env_id, seed, **tracker_args)
+    tracker.start = time.perf_counter()
+    torch.manual_seed(seed)
+    random.seed(seed)
+    if algo == "a2c":
+        trainer = toyrl.A2CTrainer(toyrl.A2CConfig(env_name=env_id, **TOYRL_EXAMPLES[(algo, env_id)]))
+        trainer.evaluate = lambda num_episodes: float("nan")  # its own evaluation is off: this protocol evaluates
+    else:
+        trainer = toyrl.DqnTrainer(toyrl.DqnConfig(env_name=env_id, **TOYRL_EXAMPLES[(algo, env_id)]))
+
+    def policy(obs: np.ndarray) -> np.ndarray:  # greedy, and draws nothing from torch's RNG (its act() samples)
+        with torch.inference_mode():
+            obs_tensor = torch.as_tensor(obs, dtype=torch.float32)
+            scores = trainer.agent._net(obs_tensor)[0] if algo == "a2c" else trainer.agent._policy_net(obs_tensor)
+            return scores.argmax(-1).numpy()  # A2C: action logits; DQN: Q-values
+
+    trainer.env = ToyRLTrack(trainer.env, tracker, policy)
+    trainer.env.reset(seed=seed)  # seeds the env's RNG; train()'s own unseeded resets carry on from it
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.suppress(StopTraining):
+        trainer.train()  # prints a line per episode: not shown
+    return tracker
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="ppo")
@@ -140,35 +220,48 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="give up on a run after this long")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="plainrl config override")
+    parser.add_argument("--toyrl", action="store_true", help="also run ToyRL (a2c, dqn on CartPole-v1), last")
+    parser.add_argument("--toyrl-seconds", type=float, default=300.0, help="give up on a ToyRL run after this long")
     args = parser.parse_args()
+    if args.toyrl and (args.algo, args.env) not in TOYRL_EXAMPLES:
+        parser.error(f"--toyrl: only for {sorted(TOYRL_EXAMPLES)}")
     torch.set_num_threads(1)  # both libraries on the same footing: one torch thread
     threshold = THRESHOLDS[args.env]
     tracker_args = dict(every=args.eval_every, episodes=args.eval_episodes, threshold=threshold,
                         max_seconds=args.max_seconds)  # fmt: skip
+    toyrl_args = dict(tracker_args, max_seconds=args.toyrl_seconds)
+    libs = args.libs + (["toyrl"] if args.toyrl else [])
     print(f"{args.algo} on {args.env}: solved = mean of {args.eval_episodes} deterministic episodes >= {threshold}, "
           f"evaluated every {args.eval_every} steps; seconds exclude evaluation")  # fmt: skip
     print(f"{'library':<8} {'seed':>4} {'seconds':>8} {'steps':>8}  last eval")
     medians: dict[str, float] = {}
-    for lib in args.libs:  # untimed warm-up: torch's one-time initialisation is nobody's training time
+    for lib in libs:  # untimed warm-up: torch's one-time initialisation is nobody's training time
         warm_up = dict(tracker_args, max_seconds=0.0)  # stops at the first evaluation
         if lib == "plainrl":
             run_plainrl(args.algo, args.env, 0, warm_up, args.overrides)
+        elif lib == "toyrl":
+            run_toyrl(args.algo, args.env, 0, warm_up)
         else:
             run_sb3(args.algo, args.env, 0, warm_up)
-    for lib in args.libs:
+    for lib in libs:
         seconds_list = []
         for seed in args.seeds:
             if lib == "plainrl":
                 tracker = run_plainrl(args.algo, args.env, seed, tracker_args, args.overrides)
+            elif lib == "toyrl":
+                tracker = run_toyrl(args.algo, args.env, seed, toyrl_args)
             else:
                 tracker = run_sb3(args.algo, args.env, seed, tracker_args)
             seconds, steps = tracker.solved_at if tracker.solved_at else (float("inf"), -1)
             seconds_list.append(seconds)
             shown = f"{seconds:8.2f} {steps:8d}" if tracker.solved_at else f"{'unsolved':>8} {'-':>8}"
-            print(f"{lib:<8} {seed:>4} {shown}  {tracker.last_mean:.1f}", flush=True)
+            note = ""
+            if lib == "toyrl" and not tracker.solved_at:
+                note = f"  (not solved in {tracker.train_seconds():.0f} s, best eval {tracker.best_mean:.1f})"
+            print(f"{lib:<8} {seed:>4} {shown}  {tracker.last_mean:.1f}{note}", flush=True)
         medians[lib] = statistics.median(seconds_list)
         print(f"{lib:<8} median seconds-to-solve = {medians[lib]:.2f}", flush=True)
-    if len(medians) == 2:
+    if "plainrl" in medians and "sb3" in medians:
         print(f"ratio plainrl/sb3 seconds-to-solve = {medians['plainrl'] / medians['sb3']:.2f}")
 
 
