@@ -32,7 +32,7 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams
 from plainrl.llm.lora import ALL_LINEAR
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, finish_run
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, evaluation_due, finish_run
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -190,7 +190,7 @@ def train(config: Config, run: Run) -> Any:
             "preference_accuracy": float((chosen_rewards > rejected_rewards).float().mean()),
             "logprobs_chosen": float(chosen.detach().mean()), "logprobs_rejected": float(rejected.detach().mean()),
         }  # fmt: skip
-        if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
+        if evaluation_due(config, step):
             metrics["accuracy"] = task_accuracy()
             metrics["held_out_preference_accuracy"] = held_out_preference_accuracy()
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
@@ -200,16 +200,5 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(
-        model,
-        tokenizer,
-        task,
-        task.test[: config.eval_n],
-        eval_params,
-        config.eval_batch_size,
-        run.dir,
-        step,
-        config.lora_rank,
-        accuracy=last_accuracy,
-    )
+    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model

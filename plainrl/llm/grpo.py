@@ -38,7 +38,15 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
 from plainrl.llm.lora import ALL_LINEAR
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, finish_run, load_policy, model_prompt
+from plainrl.llm.policy import (
+    TrainableWeights,
+    build_policy,
+    evaluate_policy,
+    evaluation_due,
+    finish_run,
+    load_policy,
+    model_prompt,
+)
 from plainrl.llm.rewards import rewards_by_name
 from plainrl.llm.tasks import make_task
 
@@ -305,7 +313,7 @@ def train(config: Config, run: Run) -> Any:
             "update_seconds": time.perf_counter() - update_start,
             "learning_rate": optimizer.param_groups[0]["lr"],
         }
-        if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
+        if evaluation_due(config, step):
             metrics["accuracy"] = held_out_accuracy()
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
@@ -314,16 +322,5 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(
-        model,
-        tokenizer,
-        task,
-        task.test[: config.eval_n],
-        eval_params,
-        config.eval_batch_size,
-        run.dir,
-        step,
-        config.lora_rank,
-        accuracy=last_accuracy,
-    )
+    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model

@@ -245,17 +245,23 @@ def generate_command(
     return summary
 
 
-def finish_run(model: Any, tokenizer: Any, task: Task, examples: list[Example], params: SamplingParams,
-               batch_size: int, run_dir: Path, step: int, lora_rank: int,
-               accuracy: float | None = None) -> float:  # fmt: skip
-    """The end of every trainer that makes a policy: held-out accuracy -> eval.json (+ the LoRA adapters alone).
+def evaluation_due(config: Any, step: int) -> bool:
+    """Every `eval_every` steps (0: never) and at the last step: when a trainer evaluates on held-out data."""
+    return (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps
+
+
+def finish_run(model: Any, tokenizer: Any, task: Task, params: SamplingParams, config: Any, run_dir: Path,
+               step: int, accuracy: float | None = None) -> float:  # fmt: skip
+    """The end of every trainer that makes a policy: accuracy on the first `config.eval_n` held-out examples ->
+    eval.json (+ the LoRA adapters alone when `config.lora_rank` > 0).
     `accuracy`: the loop's own evaluation of these examples at this step, if it made one (greedy: same result)."""
     import json
 
+    examples = task.test[: config.eval_n]
     if accuracy is None:
-        accuracy = evaluate_policy(model, tokenizer, task, examples, params, batch_size)["accuracy"]
+        accuracy = evaluate_policy(model, tokenizer, task, examples, params, config.eval_batch_size)["accuracy"]
     (run_dir / "eval.json").write_text(json.dumps({"accuracy": accuracy, "n": len(examples), "step": step}))
-    if lora_rank > 0:
+    if config.lora_rank > 0:
         from plainrl.llm.lora import save_adapters
 
         save_adapters(model, run_dir / "adapter")

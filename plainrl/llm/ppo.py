@@ -35,7 +35,7 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
 from plainrl.llm.lora import ALL_LINEAR
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, finish_run, model_prompt
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, evaluation_due, finish_run, model_prompt
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
 from plainrl.llm.rewards import rewards_by_name
 from plainrl.llm.tasks import make_task
@@ -284,7 +284,7 @@ def train(config: Config, run: Run) -> Any:
             "tokens_per_second": float(mask.sum()) / rollout_seconds, "rollout_seconds": rollout_seconds,
             "update_seconds": time.perf_counter() - update_start,
         }  # fmt: skip
-        if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
+        if evaluation_due(config, step):
             metrics["accuracy"] = held_out_accuracy()
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
@@ -293,16 +293,5 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(
-        model,
-        tokenizer,
-        task,
-        task.test[: config.eval_n],
-        eval_params,
-        config.eval_batch_size,
-        run.dir,
-        step,
-        config.lora_rank,
-        accuracy=last_accuracy,
-    )
+    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model

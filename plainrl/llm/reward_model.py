@@ -29,7 +29,7 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import positions_from_mask
 from plainrl.llm.lora import ALL_LINEAR
-from plainrl.llm.policy import TrainableWeights, build_policy, check_model_spec, load_policy
+from plainrl.llm.policy import TrainableWeights, build_policy, check_model_spec, evaluation_due, load_policy
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -167,7 +167,7 @@ def train(config: Config, run: Run) -> ScalarModel:
         metrics = {"loss": loss.item(), "grad_norm": float(grad_norm),
                    "train_pairwise_accuracy": float((chosen > rejected).float().mean()),
                    "margin": float((chosen - rejected).mean())}  # fmt: skip
-        if (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps:
+        if evaluation_due(config, step):
             metrics["accuracy"] = held_out()  # pairwise, held out: what curve.png shows
         run.log(step, metrics)
         run.maybe_checkpoint(step, stateful)

@@ -29,7 +29,7 @@ from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, pad_sequences
 from plainrl.llm.lora import ALL_LINEAR
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, finish_run, model_prompt
+from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, evaluation_due, finish_run, model_prompt
 from plainrl.llm.tasks import Example, epoch_indices, make_task
 
 
@@ -183,8 +183,7 @@ def train(config: Config, run: Run) -> Any:
 
         metrics = {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr,
                    "tokens_per_second": target_tokens / (time.perf_counter() - step_start)}  # fmt: skip
-        due = config.eval_every > 0 and step % config.eval_every == 0
-        if due or step == config.total_steps:
+        if evaluation_due(config, step):
             accuracy = evaluate()
             metrics["accuracy"] = accuracy
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
@@ -197,16 +196,5 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(
-        model,
-        tokenizer,
-        task,
-        eval_examples,
-        eval_params,
-        config.eval_batch_size,
-        run.dir,
-        step,
-        config.lora_rank,
-        accuracy=last_accuracy,
-    )
+    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model
