@@ -31,7 +31,6 @@ from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams
-from plainrl.llm.lora import ALL_LINEAR
 from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, evaluation_due, finish_run
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
@@ -55,10 +54,6 @@ class Config(PreferenceConfig):
     eval_every: int = 25  # steps between held-out task accuracies (0: only at the end)
     eval_n: int = 200
     eval_batch_size: int = 200
-    lora_rank: int = 0
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ALL_LINEAR
 
     def validate(self) -> None:
         super().validate()
@@ -71,7 +66,6 @@ class Config(PreferenceConfig):
         require(self.rpo_alpha >= 0, f"rpo_alpha = {self.rpo_alpha} must be >= 0")
         require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
         require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
 
     def resolved_learning_rate(self) -> float:
         from plainrl.llm.grpo import base_model

@@ -32,13 +32,13 @@ from typing import Any
 
 import torch
 
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import require
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.lora import ALL_LINEAR
 from plainrl.llm.policy import (
+    LoraConfig,
     TrainableWeights,
     build_policy,
     evaluate_policy,
@@ -55,7 +55,7 @@ AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(LoraConfig):
     env: str = "arithmetic"  # the task: arithmetic[:digits=2,ops=+], countdown, or a .jsonl file
     model: str = "tiny"  # an SFT run folder, smollm2-135m, a Hugging Face folder (tiny: untrained)
     total_steps: int = 100  # GRPO steps: one batch of rollouts each
@@ -87,10 +87,6 @@ class Config(BaseConfig):
     eval_every: int = 10  # GRPO steps between held-out evaluations (0: only at the end)
     eval_n: int = 200
     eval_batch_size: int = 200
-    lora_rank: int = 0
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ALL_LINEAR
     eval_episodes: int = 0  # unused here (a classic-RL field)
 
     def validate(self) -> None:
@@ -123,7 +119,6 @@ class Config(BaseConfig):
         )
         require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
         require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate > 0:

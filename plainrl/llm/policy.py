@@ -12,13 +12,16 @@ result["accuracy"], result["samples"]                      every prompt, complet
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from plainrl.kit.config import BaseConfig, require
 from plainrl.kit.errors import ConfigError
 from plainrl.llm.generate import SamplingParams, generate_texts
+from plainrl.llm.lora import ALL_LINEAR
 from plainrl.llm.model import ModelConfig, Transformer
 from plainrl.llm.tasks import Example, Task
 from plainrl.llm.tokenizer import CharTokenizer
@@ -75,6 +78,21 @@ def check_model_spec(spec: str) -> None:
         f"unknown model {spec!r}: use one of {', '.join(MODEL_NAMES)}, a Hugging Face model folder "
         "(with config.json) or a plainrl run folder (with config.toml)"
     )
+
+
+@dataclass
+class LoraConfig(BaseConfig):
+    """The fields of every LLM trainer that trains a policy or a trunk: LoRA adapters (rank > 0) or all weights."""
+
+    lora_rank: int = 0  # 0: train all weights
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
+        require(0 <= self.lora_dropout < 1, f"lora_dropout = {self.lora_dropout} must be in [0, 1)")
 
 
 def build_policy(config: Any, device: torch.device | str) -> tuple[Any, Any]:

@@ -30,19 +30,26 @@ import torch
 import torch.nn.functional as F
 
 from plainrl.kit.buffers import compute_gae
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.lora import ALL_LINEAR
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, evaluation_due, finish_run, model_prompt
+from plainrl.llm.policy import (
+    LoraConfig,
+    TrainableWeights,
+    build_policy,
+    evaluate_policy,
+    evaluation_due,
+    finish_run,
+    model_prompt,
+)
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
 from plainrl.llm.rewards import rewards_by_name
 from plainrl.llm.tasks import make_task
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(LoraConfig):
     env: str = "arithmetic"  # the task: prompts, verifier, held-out accuracy
     model: str = "tiny"  # the starting policy: an SFT run folder, smollm2-135m, a Hugging Face folder
     reward_model: str = ""  # a `plainrl reward-model` run folder; empty: the verifier rewards below
@@ -70,10 +77,6 @@ class Config(BaseConfig):
     eval_every: int = 10  # PPO steps between held-out evaluations (0: only at the end)
     eval_n: int = 200
     eval_batch_size: int = 200
-    lora_rank: int = 0
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ALL_LINEAR
     eval_episodes: int = 0  # unused here (a classic-RL field)
 
     def validate(self) -> None:
@@ -102,7 +105,6 @@ class Config(BaseConfig):
         )
         require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
         require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
 
     def resolved_learning_rate(self) -> float:
         from plainrl.llm.grpo import base_model

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import require
 from plainrl.kit.errors import ConfigError
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
-from plainrl.llm.policy import model_prompt
+from plainrl.llm.policy import LoraConfig, model_prompt
 from plainrl.llm.tasks import SPLIT_SEED, Example, Task
 
 
@@ -34,7 +34,7 @@ class PreferencePair:
 
 
 @dataclass
-class PreferenceConfig(BaseConfig):
+class PreferenceConfig(LoraConfig):
     """Where a reward model's or DPO run's pairs come from (shared fields)."""
 
     env: str = "arithmetic"  # the task whose verifier builds pairs (and whose held-out accuracy is reported)

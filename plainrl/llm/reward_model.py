@@ -28,7 +28,6 @@ from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import positions_from_mask
-from plainrl.llm.lora import ALL_LINEAR
 from plainrl.llm.policy import TrainableWeights, build_policy, check_model_spec, evaluation_due, load_policy
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
@@ -46,10 +45,6 @@ class Config(PreferenceConfig):
     max_grad_norm: float = 1.0
     eval_every: int = 50  # steps between held-out pairwise accuracies (0: only at the end)
     eval_batch_size: int = 256  # pairs per forward when evaluating
-    lora_rank: int = 0
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ALL_LINEAR
 
     def validate(self) -> None:
         super().validate()
@@ -57,7 +52,6 @@ class Config(PreferenceConfig):
         require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
         require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
         require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
-        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
         if self.pair_model:
             check_model_spec(self.pair_model)
 

@@ -24,17 +24,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams, pad_sequences
-from plainrl.llm.lora import ALL_LINEAR
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, evaluation_due, finish_run, model_prompt
+from plainrl.llm.policy import (
+    LoraConfig,
+    TrainableWeights,
+    build_policy,
+    evaluate_policy,
+    evaluation_due,
+    finish_run,
+    model_prompt,
+)
 from plainrl.llm.tasks import Example, epoch_indices, make_task
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(LoraConfig):
     env: str = "arithmetic"  # the task: arithmetic[:digits=2,ops=+], countdown, or a .jsonl file
     model: str = "tiny"  # tiny | smollm2-135m | a Hugging Face folder
     total_steps: int = 1500  # optimizer steps
@@ -53,10 +60,6 @@ class Config(BaseConfig):
     eval_batch_size: int = 250
     max_new_tokens: int = 16
     stop_at_accuracy: float = 0.0  # > 0: stop once held-out accuracy reaches it (benchmarks)
-    lora_rank: int = 0  # 0: train all weights
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ALL_LINEAR
     tiny_dim: int = 128  # the built-in model's size (--model tiny only)
     tiny_n_layers: int = 4
     tiny_n_heads: int = 4
@@ -78,8 +81,6 @@ class Config(BaseConfig):
         require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
         require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
         require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
-        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
-        require(0 <= self.lora_dropout < 1, f"lora_dropout = {self.lora_dropout} must be in [0, 1)")
         require(self.tiny_dim % self.tiny_n_heads == 0, "tiny_dim must be a multiple of tiny_n_heads")
         require(self.tiny_n_heads % self.tiny_n_kv_heads == 0, "tiny_n_heads must be a multiple of tiny_n_kv_heads")
 

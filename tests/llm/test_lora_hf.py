@@ -119,3 +119,14 @@ def test_smollm2_greedy_matches_transformers_generate():
     for row in range(len(prompts)):
         ours = rollout.completion_ids[row][rollout.completion_mask[row]].tolist()
         assert ours == expected[row, : len(ours)].tolist()
+
+
+@pytest.mark.parametrize("trainer", ["sft", "grpo", "ppo-llm", "dpo", "reward-model"])
+@pytest.mark.parametrize("setting, message", [("lora_rank=-1", "lora_rank = -1"), ("lora_dropout=1.0", "lora_dropout")])
+def test_every_llm_trainer_checks_its_lora_fields(trainer, setting, message):
+    from plainrl.kit.config import build_config
+    from plainrl.kit.errors import ConfigError
+    from plainrl.llm import runs
+
+    with pytest.raises(ConfigError, match=message):
+        build_config(runs.trainer(trainer).Config, {}, "arithmetic", None, [setting], {})
