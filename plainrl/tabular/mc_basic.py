@@ -36,7 +36,6 @@ from plainrl.tabular.tables import (
     QTableAgent,
     build_agent,
     check_settable_state,
-    model_of,
 )
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
@@ -61,7 +60,7 @@ class Config(ModelFreeConfig):
 def train(config: Config, run: Run | None = None) -> QTableAgent:
     loop = EpisodeLoop(config, run)
     q = loop.q
-    states = np.flatnonzero(model_of(loop.env).visitable).tolist()  # where an episode can start
+    states = loop.start_states().tolist()
     policy = q.argmax(1)  # greedy in the last evaluation (at first: action 0 everywhere)
     while loop.running():
         follow = policy.tolist().__getitem__  # state -> the policy's action

@@ -37,8 +37,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from plainrl.kit.run import Run
 from plainrl.tabular import mc
 from plainrl.tabular.plots import draw_pictures
@@ -49,9 +47,7 @@ from plainrl.tabular.tables import (
     EpsilonGreedyConfig,
     QTableAgent,
     build_agent,
-    check_settable_state,
     epsilon_greedy,
-    model_of,
 )
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
@@ -90,9 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def train(config: Config, run: Run | None = None) -> QTableAgent:
     loop = EpisodeLoop(config, run, tables=mc.RETURN_TABLES)
     q, rng = loop.q, loop.rng
-    if config.random_start:
-        check_settable_state(loop.env)
-    states = np.flatnonzero(model_of(loop.env).visitable) if config.random_start else None
+    states = loop.start_states() if config.random_start else None
     while loop.running():
         state = loop.start_at(int(rng.choice(states))) if states is not None else loop.reset()
         policy = lambda s: epsilon_greedy(q[s], loop.epsilon, rng)  # noqa: E731

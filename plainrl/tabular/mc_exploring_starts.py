@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from plainrl.kit.run import Run
 from plainrl.tabular import mc
 from plainrl.tabular.plots import draw_pictures
@@ -35,7 +33,6 @@ from plainrl.tabular.tables import (
     build_agent,
     check_settable_state,
     greedy_action,
-    model_of,
 )
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
@@ -55,7 +52,7 @@ check_env = check_settable_state  # the registry checks the env before training
 def train(config: Config, run: Run | None = None) -> QTableAgent:
     loop = EpisodeLoop(config, run, tables=mc.RETURN_TABLES)
     q, rng = loop.q, loop.rng
-    states = np.flatnonzero(model_of(loop.env).visitable)  # where an episode can start
+    states = loop.start_states()
     while loop.running():
         state, action = int(rng.choice(states)), int(rng.integers(loop.n_actions))
         episode = mc.play_episode(loop, loop.start_at(state), action, lambda s: greedy_action(q[s], rng))

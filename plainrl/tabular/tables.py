@@ -275,6 +275,11 @@ class EpisodeLoop:
         self.episode_steps, self.episode_return = 0, 0.0
         return int(state)
 
+    def start_states(self) -> np.ndarray:
+        """The states `start_at` can begin an episode in (every visitable one); fails early if the env can't."""
+        check_settable_state(self.env)
+        return np.flatnonzero(model_of(self.env).visitable)
+
     def start_at(self, state: int) -> int:
         """Begin an episode in `state` (exploring starts); see `check_settable_state`."""
         self.reset()
