@@ -173,25 +173,15 @@ def distill_draft(
         str | None, typer.Option(help="Whose training questions are the prompts: the draft's domain.")
     ] = None,
     minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes (0: no limit).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    seed: SeedOption = None,
     total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/distill_TASK_sSEED_TIME).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
-) -> None:
+    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
+    progress: ProgressOption = True,
+) -> None:  # fmt: skip
     """Distil a small draft model for speculative sampling (`generate --draft RUN`) on the target's samples."""
-    from plainrl.llm import runs
-
-    try:
-        runs.train_new(
-            "distill", config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
-            flags={"env": task, "model": target, "minutes": minutes, "seed": seed, "total_steps": total_steps,
-                   "device": device},
-        )  # fmt: skip
-    except PlainRLError as err:
-        _fail(str(err))
+    flags = {"env": task, "model": target, "minutes": minutes, "seed": seed, "total_steps": total_steps,
+             "device": device}  # fmt: skip
+    _llm_train("distill", flags, config, set_, run_dir, progress)
 
 
 @app.command("reward-model")
