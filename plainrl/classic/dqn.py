@@ -177,13 +177,18 @@ def train(config: Config, run: Run) -> QNetwork:
             since_train = 0
             if config.anneal_lr:
                 optimizer.param_groups[0]["lr"] = config.learning_rate * (1 - global_step / config.total_steps)
-            for _ in range(config.gradient_steps):
-                batch = replay.sample(config.batch_size, device)
+            # No new data arrives and the target network is frozen during a phase, so all of its minibatches are
+            # drawn at once and the target network scores all of their next states in one forward pass.
+            G, B = config.gradient_steps, config.batch_size
+            phase = {name: x.view(G, B, *x.shape[1:]) for name, x in replay.sample(G * B, device).items()}
+            with torch.no_grad():
+                next_q_target = target_network(phase["next_obs"])  # (G, B, n_actions)
+            for g in range(G):
+                batch = {name: x[g] for name, x in phase.items()}
                 with torch.no_grad():
-                    next_q_target = target_network(batch["next_obs"])
                     next_q_online = q_network(batch["next_obs"]) if config.double else None
                     targets = td_targets(
-                        batch["rewards"], batch["discounts"], batch["terminated"], next_q_target, next_q_online
+                        batch["rewards"], batch["discounts"], batch["terminated"], next_q_target[g], next_q_online
                     )
                 q_taken = q_network(batch["obs"]).gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
                 loss = F.smooth_l1_loss(q_taken, targets)  # Huber: robust to large TD errors

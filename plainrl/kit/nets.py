@@ -155,7 +155,9 @@ class ActorCritic(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        weight = self.actor[0].weight  # not next(self.parameters()), which walks every submodule (at every step)
+        assert isinstance(weight, torch.Tensor)
+        return weight.device
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (discrete) or means (continuous), (B, action_dim)."""
