@@ -31,7 +31,14 @@ from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import SamplingParams
-from plainrl.llm.policy import TrainableWeights, build_policy, evaluate_policy, evaluation_due, finish_run
+from plainrl.llm.policy import (
+    TrainableWeights,
+    base_model,
+    build_policy,
+    evaluation_due,
+    finish_run,
+    held_out_accuracy,
+)
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -68,8 +75,6 @@ class Config(PreferenceConfig):
         require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
 
     def resolved_learning_rate(self) -> float:
-        from plainrl.llm.grpo import base_model
-
         if self.learning_rate > 0:
             return self.learning_rate
         return 5e-5 if base_model(self.model) == "tiny" or self.lora_rank else 5e-7
@@ -145,10 +150,6 @@ def train(config: Config, run: Run) -> Any:
     run.restore(stateful)
     step = run.start_step
 
-    def task_accuracy() -> float:
-        examples = task.test[: config.eval_n]
-        return evaluate_policy(model, tokenizer, task, examples, eval_params, config.eval_batch_size)["accuracy"]
-
     @torch.no_grad()
     def held_out_preference_accuracy() -> float:
         model.eval()
@@ -185,7 +186,7 @@ def train(config: Config, run: Run) -> Any:
             "logprobs_chosen": float(chosen.detach().mean()), "logprobs_rejected": float(rejected.detach().mean()),
         }  # fmt: skip
         if evaluation_due(config, step):
-            metrics["accuracy"] = task_accuracy()
+            metrics["accuracy"] = held_out_accuracy(model, tokenizer, task, eval_params, config)
             metrics["held_out_preference_accuracy"] = held_out_preference_accuracy()
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, metrics)

@@ -40,10 +40,11 @@ from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, ge
 from plainrl.llm.policy import (
     LoraConfig,
     TrainableWeights,
+    base_model,
     build_policy,
-    evaluate_policy,
     evaluation_due,
     finish_run,
+    held_out_accuracy,
     load_policy,
     model_prompt,
 )
@@ -124,19 +125,6 @@ class Config(LoraConfig):
         if self.learning_rate > 0:
             return self.learning_rate
         return 5e-5 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
-
-
-def base_model(spec: str) -> str:
-    """The model a chain of run folders started from: runs/grpo_x -> runs/sft_y -> 'tiny'."""
-    from pathlib import Path
-
-    from plainrl.kit.run import read_run_config
-
-    seen = set()
-    while (Path(spec) / "config.toml").is_file() and spec not in seen:
-        seen.add(spec)
-        spec = str(read_run_config(spec).get("model", spec))
-    return spec
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -228,10 +216,6 @@ def train(config: Config, run: Run) -> Any:
     run.restore(stateful)
     step = run.start_step
 
-    def held_out_accuracy() -> float:
-        examples = task.test[: config.eval_n]
-        return evaluate_policy(model, tokenizer, task, examples, eval_params, config.eval_batch_size)["accuracy"]
-
     last_accuracy: float | None = None
     while step < config.total_steps:
         # 1. Rollouts: G completions for each prompt, sampled from the current policy (= pi_old).
@@ -309,7 +293,7 @@ def train(config: Config, run: Run) -> Any:
             "learning_rate": optimizer.param_groups[0]["lr"],
         }
         if evaluation_due(config, step):
-            metrics["accuracy"] = held_out_accuracy()
+            metrics["accuracy"] = held_out_accuracy(model, tokenizer, task, eval_params, config)
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
         run.maybe_checkpoint(step, stateful)

@@ -263,6 +263,23 @@ def generate_command(
     return summary
 
 
+def base_model(spec: str) -> str:
+    """The model a chain of run folders started from: runs/grpo_x -> runs/sft_y -> 'tiny'."""
+    from plainrl.kit.run import read_run_config
+
+    seen = set()
+    while (Path(spec) / "config.toml").is_file() and spec not in seen:
+        seen.add(spec)
+        spec = str(read_run_config(spec).get("model", spec))
+    return spec
+
+
+def held_out_accuracy(model: Any, tokenizer: Any, task: Task, params: SamplingParams, config: Any) -> float:
+    """Accuracy on the first `config.eval_n` examples of the task's held-out split: every trainer's evaluation."""
+    examples = task.test[: config.eval_n]
+    return float(evaluate_policy(model, tokenizer, task, examples, params, config.eval_batch_size)["accuracy"])
+
+
 def evaluation_due(config: Any, step: int) -> bool:
     """Every `eval_every` steps (0: never) and at the last step: when a trainer evaluates on held-out data."""
     return (config.eval_every > 0 and step % config.eval_every == 0) or step == config.total_steps
@@ -275,13 +292,13 @@ def finish_run(model: Any, tokenizer: Any, task: Task, params: SamplingParams, c
     `accuracy`: the loop's own evaluation of these examples at this step, if it made one (greedy: same result)."""
     import json
 
-    examples = task.test[: config.eval_n]
+    n = len(task.test[: config.eval_n])
     if accuracy is None:
-        accuracy = evaluate_policy(model, tokenizer, task, examples, params, config.eval_batch_size)["accuracy"]
-    (run_dir / "eval.json").write_text(json.dumps({"accuracy": accuracy, "n": len(examples), "step": step}))
+        accuracy = held_out_accuracy(model, tokenizer, task, params, config)
+    (run_dir / "eval.json").write_text(json.dumps({"accuracy": accuracy, "n": n, "step": step}))
     if config.lora_rank > 0:
         from plainrl.llm.lora import save_adapters
 
         save_adapters(model, run_dir / "adapter")
-    print(f"eval: accuracy = {accuracy:.4f} on {len(examples)} held-out examples -> {run_dir / 'eval.json'}")
+    print(f"eval: accuracy = {accuracy:.4f} on {n} held-out examples -> {run_dir / 'eval.json'}")
     return accuracy

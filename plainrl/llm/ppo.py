@@ -37,10 +37,11 @@ from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_en
 from plainrl.llm.policy import (
     LoraConfig,
     TrainableWeights,
+    base_model,
     build_policy,
-    evaluate_policy,
     evaluation_due,
     finish_run,
+    held_out_accuracy,
     model_prompt,
 )
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
@@ -107,8 +108,6 @@ class Config(LoraConfig):
         require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
 
     def resolved_learning_rate(self) -> float:
-        from plainrl.llm.grpo import base_model
-
         if self.learning_rate > 0:
             return self.learning_rate
         return 1e-5 if base_model(self.model) == "tiny" or self.lora_rank else 1e-6
@@ -206,10 +205,6 @@ def train(config: Config, run: Run) -> Any:
     run.restore(stateful)
     step = run.start_step
 
-    def held_out_accuracy() -> float:
-        examples = task.test[: config.eval_n]
-        return evaluate_policy(model, tokenizer, task, examples, eval_params, config.eval_batch_size)["accuracy"]
-
     last_accuracy: float | None = None
     while step < config.total_steps:
         # 1. Rollouts: one completion per prompt from the current policy (= pi_old).
@@ -287,7 +282,7 @@ def train(config: Config, run: Run) -> Any:
             "update_seconds": time.perf_counter() - update_start,
         }  # fmt: skip
         if evaluation_due(config, step):
-            metrics["accuracy"] = held_out_accuracy()
+            metrics["accuracy"] = held_out_accuracy(model, tokenizer, task, eval_params, config)
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
         run.maybe_checkpoint(step, stateful)

@@ -28,7 +28,14 @@ from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.run import Run
 from plainrl.llm.generate import positions_from_mask
-from plainrl.llm.policy import TrainableWeights, build_policy, check_model_spec, evaluation_due, load_policy
+from plainrl.llm.policy import (
+    TrainableWeights,
+    base_model,
+    build_policy,
+    check_model_spec,
+    evaluation_due,
+    load_policy,
+)
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -56,8 +63,6 @@ class Config(PreferenceConfig):
             check_model_spec(self.pair_model)
 
     def resolved_learning_rate(self) -> float:
-        from plainrl.llm.grpo import base_model
-
         if self.learning_rate > 0:
             return self.learning_rate
         return 3e-4 if base_model(self.model) == "tiny" else 1e-4 if self.lora_rank else 1e-5

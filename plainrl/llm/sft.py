@@ -32,9 +32,9 @@ from plainrl.llm.policy import (
     LoraConfig,
     TrainableWeights,
     build_policy,
-    evaluate_policy,
     evaluation_due,
     finish_run,
+    held_out_accuracy,
     model_prompt,
 )
 from plainrl.llm.tasks import Example, epoch_indices, make_task
@@ -149,15 +149,11 @@ def train(config: Config, run: Run) -> Any:
         weight_decay=config.weight_decay,
     )
     train_pairs = tokenize(task.train, task, tokenizer)
-    eval_examples = task.test[: config.eval_n]
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
 
     stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
     run.restore(stateful)
     step = run.start_step
-
-    def evaluate() -> float:
-        return evaluate_policy(model, tokenizer, task, eval_examples, eval_params, config.eval_batch_size)["accuracy"]
 
     accuracy = float("nan")
     last_accuracy: float | None = None
@@ -185,7 +181,7 @@ def train(config: Config, run: Run) -> Any:
         metrics = {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr,
                    "tokens_per_second": target_tokens / (time.perf_counter() - step_start)}  # fmt: skip
         if evaluation_due(config, step):
-            accuracy = evaluate()
+            accuracy = held_out_accuracy(model, tokenizer, task, eval_params, config)
             metrics["accuracy"] = accuracy
         last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, metrics)

@@ -107,7 +107,6 @@ def test_the_last_step_is_evaluated_once(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(policy, "evaluate_policy", counting)
-    monkeypatch.setattr(sft, "evaluate_policy", counting)
     config = build_config(sft.Config, {}, "arithmetic:digits=1,n_test=10", None, [*SMALL, "eval_every=2"],
                           {"total_steps": 4})  # fmt: skip
     with Run.create("sft", config, tmp_path, show_progress=False) as run:
