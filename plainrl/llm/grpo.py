@@ -48,7 +48,7 @@ from plainrl.llm.policy import (
     load_policy,
     model_prompt,
 )
-from plainrl.llm.rewards import rewards_by_name
+from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -113,11 +113,7 @@ class Config(LoraConfig):
         require(0 < self.top_p <= 1, f"top_p = {self.top_p} must be in (0, 1]")
         require(self.top_k >= 0, f"top_k = {self.top_k} must be >= 0")
         require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
-        require(len(self.rewards) >= 1, 'rewards must name at least one reward, e.g. ["accuracy"]')
-        require(
-            not self.reward_weights or len(self.reward_weights) == len(self.rewards),
-            f"reward_weights = {list(self.reward_weights)} must have one weight per reward ({len(self.rewards)})",
-        )
+        check_reward_fields(self.rewards, self.reward_weights)
         require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
         require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from plainrl.kit.config import require
 from plainrl.kit.errors import ConfigError
 from plainrl.llm.tasks import Task
 
@@ -191,6 +192,15 @@ class RewardSet:
         except Exception:  # noqa: BLE001 - a user's reward must never stop training
             return _FAILED
         return value
+
+
+def check_reward_fields(rewards: Sequence[str], reward_weights: Sequence[float]) -> None:
+    """The config check of every trainer that scores samples with named rewards (GRPO, PPO)."""
+    require(len(rewards) >= 1, 'rewards must name at least one reward, e.g. ["accuracy"]')
+    require(
+        not reward_weights or len(reward_weights) == len(rewards),
+        f"reward_weights = {list(reward_weights)} must have one weight per reward ({len(rewards)})",
+    )
 
 
 def rewards_by_name(

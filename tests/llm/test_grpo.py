@@ -129,6 +129,9 @@ def test_grpo_cli_errors_and_a_short_run_that_resumes(tmp_path):
     assert result.exit_code == 2 and "kl_estimator = 'k4' is not one of k1, k2, k3" in result.stderr
     result = runner.invoke(app, ["grpo", "--model", "tiny", "--set", "group_size=1"])
     assert result.exit_code == 2 and "group_size = 1 must be >= 2" in result.stderr
+    result = runner.invoke(app, ["grpo", "--model", "tiny", "--set", 'rewards=["accuracy", "format"]',
+                                 "--set", "reward_weights=[1.0]"])  # fmt: skip
+    assert result.exit_code == 2 and "reward_weights = [1.0] must have one weight per reward (2)" in result.stderr
     result = runner.invoke(app, ["grpo", "--model", "no/such/model"])
     assert result.exit_code == 2 and "unknown model 'no/such/model'" in result.stderr
 

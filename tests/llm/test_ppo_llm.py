@@ -112,6 +112,8 @@ def test_ppo_with_a_reward_model_and_the_cli(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["ppo-llm", "--model", "tiny", "--set", "gae_lambda=2"])
     assert result.exit_code == 2 and "gae_lambda = 2.0 must be in [0, 1]" in result.stderr
+    result = runner.invoke(app, ["ppo-llm", "--model", "tiny", "--set", "rewards=[]"])
+    assert result.exit_code == 2 and "rewards must name at least one reward" in result.stderr
     result = runner.invoke(app, ["ppo-llm", "--model", "tiny", "--set", "num_minibatches=100"])
     assert result.exit_code == 2 and "num_minibatches = 100 must be in [1, prompts_per_step = 64]" in result.stderr
 
