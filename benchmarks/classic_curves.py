@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from plainrl.kit import training
+import plainrl
 from plainrl.kit.plots import plot_runs
 
 
@@ -31,8 +31,7 @@ def main() -> None:
             run_dir = args.runs / f"{name}_{args.env}_s{seed}"
             if not (run_dir / "eval.json").exists():
                 start = time.perf_counter()
-                training.train_new(algo, env=args.env, run_dir=run_dir, set_items=extra, flags={"seed": seed},
-                                   show_progress=False)  # fmt: skip
+                plainrl.train(algo, env=args.env, seed=seed, run_dir=run_dir, set_items=extra, progress=False)
                 seconds = f"{time.perf_counter() - start:8.1f}"
             else:
                 seconds = "  cached"

@@ -3,7 +3,8 @@
 One protocol for both libraries, run one after the other in this process: every `--eval-every` env steps,
 `--eval-episodes` deterministic episodes on a separate env; "solved" = the first evaluation whose mean
 reaches the env's threshold; time = training wall-clock up to then, evaluation time excluded. Timing starts
-when training is set up (envs, networks, and for plainrl the run folder) after the libraries are imported.
+when training is set up (envs, networks, and for plainrl its config checks and run folder) after the libraries
+are imported.
 
     python benchmarks/classic_vs_sb3.py --algo ppo --env CartPole-v1 --seeds 0 1 2
 
@@ -38,10 +39,8 @@ import numpy as np
 import torch
 import torch.utils.tensorboard  # noqa: F401  (import libraries before any clock starts, for both sides)
 
-from plainrl.kit.config import build_config
-from plainrl.kit.evaluate import agent_policy, evaluate
-from plainrl.kit.registry import load_algorithm
-from plainrl.kit.run import Run
+import plainrl
+from plainrl.kit.evaluate import agent_policy, evaluate_episodes
 
 THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
 
@@ -101,7 +100,7 @@ class SolveTracker:
         seconds = self.train_seconds()
         eval_start = time.perf_counter()
         self.next_eval = (step // self.every + 1) * self.every
-        self.last_mean = evaluate(policy, self.env_id, self.episodes, self.seed)["mean_return"]
+        self.last_mean = evaluate_episodes(policy, self.env_id, self.episodes, self.seed)["mean_return"]
         self.best_mean = max(self.best_mean, self.last_mean)
         self.eval_seconds += time.perf_counter() - eval_start
         if self.last_mean >= self.threshold:
@@ -111,13 +110,14 @@ class SolveTracker:
 
 
 def run_plainrl(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any], overrides: list[str]) -> SolveTracker:
-    module = load_algorithm(algo)
-    config = build_config(module.Config, module.PRESETS, env_id, set_items=overrides, flags={"seed": seed})
-    config.checkpoint_every = 10**9  # like SB3 here: no checkpoints mid-run (the final one is still written)
     tracker = SolveTracker(env_id, seed, **tracker_args)
-    with tempfile.TemporaryDirectory() as tmp, Run.create(algo, config, tmp, show_progress=False) as run:
-        run.step_hooks.append(lambda step, agent: tracker.check(step, agent_policy(agent)))
-        module.train(config, run)
+    with tempfile.TemporaryDirectory() as tmp:
+        plainrl.train(
+            algo, env=env_id, seed=seed, run_dir=tmp, progress=False, set_items=overrides,
+            callbacks=[lambda step, agent: tracker.check(step, agent_policy(agent))],
+            checkpoint_every=10**9,  # like SB3 here: no checkpoints mid-run (the final one is still written)
+            eval_episodes=0,  # no final evaluation: this protocol evaluates during training
+        )  # fmt: skip
     return tracker
 
 

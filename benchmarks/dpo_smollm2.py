@@ -32,16 +32,18 @@ def main() -> None:
 
     import torch
 
+    import plainrl
     from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
     from plainrl.llm import dpo
+    from plainrl.llm.evaluate import evaluate_policy
     from plainrl.llm.generate import SamplingParams
-    from plainrl.llm.policy import evaluate_policy, load_policy
+    from plainrl.llm.policies import load_policy
     from plainrl.llm.tasks import make_task
 
-    config = build_config(dpo.Config, {}, args.task, None, [*SETTINGS, *args.overrides], {"model": "smollm2-135m"})
+    settings = [*SETTINGS, *args.overrides]
+    config = build_config(dpo.Config, dpo.PRESETS, {"task": args.task, "model": "smollm2-135m"}, None, settings)
     torch.set_num_threads(config.torch_threads)
-    task = make_task(config.env)
+    task = make_task(config.task)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True, stop_strings=config.stop_strings)
     start = time.perf_counter()
     model, tokenizer = load_policy("smollm2-135m")
@@ -50,8 +52,7 @@ def main() -> None:
     del model
 
     start = time.perf_counter()
-    with Run.create("dpo", config, args.out, show_progress=False) as run:
-        dpo.train(config, run)
+    plainrl.train("dpo", task=args.task, model="smollm2-135m", set_items=settings, run_dir=args.out, progress=False)
     after = json.loads((args.out / "eval.json").read_text())["accuracy"]
     print(f"DPO: {time.perf_counter() - start:.0f} s (pair sampling included) -> {args.out}")
     print(f"greedy accuracy on {config.eval_n} held-out problems: {before['accuracy']:.3f} -> {after:.3f} "

@@ -39,16 +39,18 @@ def main() -> None:
 
     import torch
 
+    import plainrl
     from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
     from plainrl.llm import grpo
+    from plainrl.llm.evaluate import evaluate_policy
     from plainrl.llm.generate import SamplingParams
-    from plainrl.llm.policy import evaluate_policy, load_policy
+    from plainrl.llm.policies import load_policy
     from plainrl.llm.tasks import make_task
 
-    config = build_config(grpo.Config, {}, args.task, None, [*SETTINGS, *args.overrides], {"model": "smollm2-135m"})
+    settings = [*SETTINGS, *args.overrides]
+    config = build_config(grpo.Config, grpo.PRESETS, {"task": args.task, "model": "smollm2-135m"}, None, settings)
     torch.set_num_threads(config.torch_threads)
-    task = make_task(config.env)
+    task = make_task(config.task)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)  # as grpo.train evaluates
     start = time.perf_counter()
     model, tokenizer = load_policy("smollm2-135m")
@@ -59,9 +61,10 @@ def main() -> None:
 
     start = time.perf_counter()
     deadline = start + args.minutes * 60 - 1.2 * eval_seconds  # leave room for the final evaluation
-    with Run.create("grpo", config, args.out, show_progress=False) as run:
-        run.step_hooks.append(lambda step, model: time.perf_counter() > deadline)
-        grpo.train(config, run)
+    plainrl.train(
+        "grpo", task=args.task, model="smollm2-135m", set_items=settings, run_dir=args.out, progress=False,
+        callbacks=[lambda step, model: time.perf_counter() > deadline],
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     after = json.loads((args.out / "eval.json").read_text())["accuracy"]
     with (args.out / "metrics.csv").open() as f:

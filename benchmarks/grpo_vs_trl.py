@@ -57,19 +57,16 @@ def peak_rss_gb() -> float:
 def run_plainrl(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     import csv
 
-    from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
-    from plainrl.llm import grpo
+    import plainrl
 
-    settings = {
-        "model": "smollm2-135m", "seed": args.seed, "total_steps": 1000, "checkpoint_every": 1000,
+    settings: dict[str, Any] = {
+        "seed": args.seed, "total_steps": 1000, "checkpoint_every": 1000,
         "prompts_per_step": args.prompts, "group_size": args.group_size, "max_new_tokens": args.new_tokens,
         "beta": args.beta, "kl_estimator": "k3", "learning_rate": LEARNING_RATE, "adam_betas": (0.9, 0.999),
         "weight_decay": 0.0, "max_grad_norm": 1.0, "temperature": 1.0, "num_iterations": 1, "num_minibatches": 1,
         "epsilon_low": 0.2, "epsilon_high": 0.2, "loss_aggregation": "sequence_mean", "scale_rewards": True,
-        "rewards": ("accuracy",), "eval_every": 0, "eval_n": 1, "torch_threads": args.threads, "device": "cpu",
+        "eval_every": 0, "eval_n": 1, "torch_threads": args.threads, "device": "cpu",
     }  # fmt: skip
-    config = build_config(grpo.Config, {}, TASK, None, [], settings)
     step_ends: list[float] = []
 
     peak: list[float] = []
@@ -79,9 +76,8 @@ def run_plainrl(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         peak.append(peak_rss_gb())
         return step >= 1 + args.steps  # warm-up + timed steps; the final eval and checkpoint come after
 
-    with Run.create("grpo", config, out / "plainrl_run", show_progress=False) as run:
-        run.step_hooks.append(hook)
-        grpo.train(config, run)
+    plainrl.train("grpo", task=TASK, model="smollm2-135m", rewards=["accuracy"], run_dir=out / "plainrl_run",
+                  progress=False, callbacks=[hook], **settings)  # fmt: skip
     with (out / "plainrl_run" / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))[1 : 1 + args.steps]  # the timed steps
     return {

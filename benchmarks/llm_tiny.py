@@ -19,15 +19,14 @@ import json
 import time
 from pathlib import Path
 
-from plainrl.llm import runs
+import plainrl
 
 
 def sft_run(out: Path, task: str, accuracy: float) -> Path:
     if not (out / "eval.json").exists():
         start = time.perf_counter()
         settings = [f"stop_at_accuracy={accuracy}", "eval_every=20", "eval_n=200", "total_steps=3000"]
-        runs.train_new("sft", set_items=settings, run_dir=out, flags={"env": task, "model": "tiny"},
-                       show_progress=False)  # fmt: skip
+        plainrl.train("sft", task=task, model="tiny", set_items=settings, run_dir=out, progress=False)
         print(f"SFT to {accuracy}: {time.perf_counter() - start:.0f} s")
     return out
 
@@ -50,24 +49,20 @@ def main() -> None:
 
     start_dir = sft_run(args.out / "sft", args.task, args.start_accuracy)
     before = evaluations(start_dir)[-1][1]
-    flags = {"model": str(start_dir)}
+    fields = {"model": str(start_dir)}
     settings = ["total_steps=100000", *args.overrides]
     if args.trainer == "reward-model":
         trunk = sft_run(args.out / "sft_trunk", args.task, args.trunk_accuracy)
-        flags = {"model": str(trunk), "pair_model": str(start_dir)}
+        fields = {"model": str(trunk), "pair_model": str(start_dir)}
         settings = args.overrides
 
-    from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
-
-    module = runs.trainer(args.trainer)
     run_dir = args.out / f"{args.trainer}_{int(time.time())}"
-    config = build_config(module.Config, {}, args.task, None, settings, flags)
     deadline = time.perf_counter() + args.minutes * 60
     start = time.perf_counter()
-    with Run.create(args.trainer, config, run_dir, show_progress=False) as run:
-        run.step_hooks.append(lambda step, model: time.perf_counter() > deadline)
-        module.train(config, run)
+    plainrl.train(
+        args.trainer, task=args.task, set_items=settings, run_dir=run_dir, progress=False,
+        callbacks=[lambda step, model: time.perf_counter() > deadline], **fields,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     final = json.loads((run_dir / "eval.json").read_text())
     if args.trainer == "reward-model":

@@ -1,12 +1,13 @@
 """plainrl SAC vs Stable-Baselines3 SAC on a MuJoCo env for a fixed number of env steps: return and wall-clock.
 
 Each library trains one seed for exactly `--steps` env steps (no evaluation during training), then its final
-policy plays `--eval-episodes` deterministic episodes through the same `plainrl.kit.evaluate.evaluate`.
-Training wall-clock is timed from set-up (envs, networks, and for plainrl its run folder) after the libraries
-are imported; every 5,000 steps a progress line shows the elapsed seconds, the load average and the mean
-training return of the episodes finished since the last line. The process's CPU seconds are printed too: on a
-shared machine they depend less on the other jobs than the wall-clock does. SB3 uses the rl-baselines3-zoo
-hyperparameters; plainrl its preset.
+policy plays `--eval-episodes` deterministic episodes through the same `plainrl.kit.evaluate.evaluate_episodes`.
+Training wall-clock is timed from set-up (envs, networks, and for plainrl its config checks and its run folder,
+whose closing draws curve.png) after the libraries are imported; every 5,000 steps a progress line shows the
+elapsed seconds, the load average and the mean training return of the episodes finished since the last line
+(plainrl: read from its run's metrics.csv). The process's CPU seconds are printed too: on a shared machine they
+depend less on the other jobs than the wall-clock does. SB3 uses the rl-baselines3-zoo hyperparameters; plainrl
+its preset.
 
     pip install -e '.[mujoco]'
     python benchmarks/mujoco_sac.py --env HalfCheetah-v5 --steps 100000 --seed 0
@@ -15,6 +16,7 @@ hyperparameters; plainrl its preset.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import tempfile
 import time
@@ -25,10 +27,9 @@ import numpy as np
 import torch
 import torch.utils.tensorboard  # noqa: F401  (import libraries before any clock starts, for both sides)
 
-from plainrl.kit.config import build_config
-from plainrl.kit.evaluate import agent_policy, evaluate
-from plainrl.kit.registry import load_algorithm
-from plainrl.kit.run import Run
+import plainrl
+import plainrl.kit.plots  # noqa: F401  (matplotlib, for the curve.png drawn when plainrl's run folder closes)
+from plainrl.kit.evaluate import agent_policy, evaluate_episodes
 
 # rl-baselines3-zoo hyperparams/sac.yml, "mujoco-defaults": SB3's SAC defaults (lr 3e-4, batch 256, buffer 1e6,
 # tau 0.005, gamma 0.99, 256x256, auto entropy starting at 1.0) with 10k uniform-random steps first.
@@ -69,30 +70,33 @@ class Progress:
 
 
 def run_plainrl(env_id: str, seed: int, steps: int, overrides: list[str]) -> tuple[tuple[float, float], Any]:
-    module = load_algorithm("sac")
-    config = build_config(module.Config, module.PRESETS, env_id, set_items=overrides,
-                          flags={"seed": seed, "total_steps": steps})  # fmt: skip
-    config.checkpoint_every = 10**9  # like SB3 here: no checkpoints mid-run (the final one is still written)
     progress = Progress("plainrl")
-    with tempfile.TemporaryDirectory() as tmp, Run.create("sac", config, tmp, show_progress=False) as run:
-        returns: list[float] = []
-        log = run.log
+    with tempfile.TemporaryDirectory() as tmp:
+        read_up_to = [0]  # metrics.csv rows up to this step have been read
+        trained: list[Any] = []  # the agent the callbacks see: the one training returns
 
-        def log_and_keep(step: int, metrics: dict[str, float]) -> None:  # training returns as they are logged
-            if "episode_return" in metrics and np.isfinite(metrics["episode_return"]):
-                returns.extend([metrics["episode_return"]] * int(metrics.get("episodes", 1)))
-            log(step, metrics)
+        def recent() -> list[float]:  # training returns logged since the last call, from the run's metrics.csv
+            with open(os.path.join(tmp, "metrics.csv"), newline="") as f:
+                rows = [row for row in csv.DictReader(f) if int(row["step"]) > read_up_to[0]]
+            read_up_to[0] = max([read_up_to[0], *(int(row["step"]) for row in rows)])
+            returns: list[float] = []
+            for row in rows:
+                if row.get("episode_return") and np.isfinite(float(row["episode_return"])):
+                    returns.extend([float(row["episode_return"])] * int(float(row.get("episodes") or 1)))
+            return returns
 
-        def recent() -> list[float]:
-            kept = list(returns)
-            returns.clear()
-            return kept
+        def track(step: int, agent: Any) -> bool:
+            trained[:] = [agent]
+            return progress.check(step, recent)
 
-        run.log = log_and_keep  # type: ignore[method-assign]
-        run.step_hooks.append(lambda step, agent: progress.check(step, recent))
-        agent = module.train(config, run)
+        plainrl.train(
+            "sac", env=env_id, seed=seed, total_steps=steps, run_dir=tmp, progress=False, set_items=overrides,
+            callbacks=[track],
+            checkpoint_every=10**9,  # like SB3 here: no checkpoints mid-run (the final one is still written)
+            eval_episodes=0,  # no final evaluation inside the timing: main() evaluates both libraries alike
+        )  # fmt: skip
         seconds = progress.seconds()
-    return seconds, agent_policy(agent)
+    return seconds, agent_policy(trained[0])
 
 
 def run_sb3(env_id: str, seed: int, steps: int) -> tuple[tuple[float, float], Any]:
@@ -147,7 +151,7 @@ def main() -> None:
         else:
             (seconds, cpu), policy = run_sb3(args.env, args.seed, args.steps)
         print(f"{lib:<8} end: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        result = evaluate(policy, args.env, args.eval_episodes, args.seed)
+        result = evaluate_episodes(policy, args.env, args.eval_episodes, args.seed)
         results[lib] = (seconds, cpu, result)
         print(f"{lib:<8} done: {seconds:.1f} s, {cpu:.1f} CPU s ({args.steps / seconds:.1f} steps/s), eval "
               f"mean_return = {result['mean_return']:.1f} +/- {result['std_return']:.1f}", flush=True)  # fmt: skip

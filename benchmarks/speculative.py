@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from plainrl.llm.generate import SamplingParams, generate
-from plainrl.llm.policy import load_policy, model_prompt
+from plainrl.llm.policies import load_policy, model_prompt
 from plainrl.llm.speculative import SpeculativeStats, speculative_generate
 from plainrl.llm.tasks import make_task
 

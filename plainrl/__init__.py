@@ -1,4 +1,12 @@
-"""plainrl: reinforcement learning written plainly."""
+"""plainrl: reinforcement learning written plainly.
+
+    import plainrl
+    run = plainrl.train("ppo", env="CartPole-v1", total_steps=50_000)
+    agent = plainrl.load(run.path); agent.predict(obs)
+    plainrl.evaluate(run.path, episodes=20); plainrl.resume(run.path)
+
+See plainrl/api.py and docs/api.md.
+"""
 
 import gymnasium
 
@@ -6,3 +14,7 @@ __version__ = "0.1.0"
 
 # plainrl's own environments; the entry point is a string, so the env's module loads only when one is made.
 gymnasium.register("plainrl/GridWorld-v0", entry_point="plainrl.tabular.gridworld:GridWorld", max_episode_steps=100)
+
+from plainrl.api import RunFolder, evaluate, load, resume, train  # noqa: E402  (after the env registration)
+
+__all__ = ["RunFolder", "evaluate", "load", "resume", "train", "__version__"]

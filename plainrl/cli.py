@@ -1,8 +1,11 @@
-"""The `plainrl` command: parse, validate, dispatch. No algorithm logic lives here."""
+"""The `plainrl` command: a thin typer layer over the Python API (plainrl/api.py). It parses, calls the API and
+prints; no algorithm logic lives here."""
 
 from __future__ import annotations
 
+import inspect
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,26 +28,68 @@ def _fail(message: str) -> None:
 
 @app.command()
 def train(
-    algo: Annotated[str, typer.Argument(help="Algorithm name; see `plainrl list`.")],
+    algo: Annotated[str, typer.Argument(help="Algorithm or trainer name; see `plainrl list`.")],
     env: Annotated[str | None, typer.Option(help="Gymnasium id, or module:ClassName / module:factory.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="LLM trainers: arithmetic[:digits=2,ops=+-*], countdown, or a .jsonl file.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="LLM trainers: tiny, smollm2-135m, a Hugging Face folder or an LLM run folder.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="distill: the model to draft for (same as --model).")] = None,
+    lora_rank: Annotated[
+        int | None, typer.Option(help="LLM trainers: LoRA adapters of this rank (0: all weights).")
+    ] = None,
+    pairs: Annotated[str | None, typer.Option(help="dpo, reward-model: JSONL of {prompt, chosen, rejected}.")] = None,
+    reward_model: Annotated[str | None, typer.Option(help="ppo-llm: a reward-model run folder.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="distill: stop after this many minutes.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    total_steps: Annotated[int | None, typer.Option(help="Environment steps to train for.")] = None,
+    total_steps: Annotated[
+        int | None, typer.Option(help="Steps to train for (env steps; LLM: optimizer steps).")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/ALGO_ENV_sSEED_TIME).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
 ) -> None:
-    """Train ALGO on an environment, evaluate it, and leave a run folder."""
-    from plainrl.kit import training
+    """Train ALGO on an env (classic, tabular) or a task (LLM trainers), evaluate it, and leave a run folder."""
+    from plainrl import api
 
+    fields: dict[str, Any] = {"lora_rank": lora_rank, "pairs": pairs, "reward_model": reward_model, "minutes": minutes}
     try:
-        training.train_new(
-            algo, env=env, config_file=config, set_items=set_ or [], run_dir=run_dir,
-            flags={"seed": seed, "total_steps": total_steps, "device": device}, show_progress=progress,
+        api.train(
+            algo, env=env, task=task, model=model or target, seed=seed, total_steps=total_steps, device=device,
+            run_dir=run_dir, progress=progress, config_file=config, set_items=set_ or [],
+            **{k: v for k, v in fields.items() if v is not None},
         )  # fmt: skip
     except PlainRLError as err:
         _fail(str(err))
+
+
+def _train_alias(name: str, summary: str) -> None:
+    """`plainrl NAME ...`: an LLM trainer's own command (from before `train` took them), with train's options."""
+
+    def command(**options: Any) -> None:
+        train(name, **options)
+
+    hints = typing.get_type_hints(train, include_extras=True)  # the Annotated option declarations, resolved
+    parameters = [p.replace(annotation=hints[p.name]) for p in list(inspect.signature(train).parameters.values())[1:]]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = f"{summary} (= plainrl train {name})"
+    app.command(name)(command)
+
+
+for _name, _summary in {
+    "sft": "Supervised fine-tuning of a language model on a task's target completions",
+    "grpo": "GRPO on verifiable rewards: G samples per prompt, group-relative advantages",
+    "reward-model": "Reward model: a trunk + scalar head, Bradley-Terry loss on preference pairs",
+    "ppo-llm": "PPO for language models (InstructGPT): per-token KL penalty, critic, token-level GAE",
+    "dpo": "Direct Preference Optimization on preference pairs (sigmoid, conservative, IPO, RPO)",
+    "distill-draft": "Distil a small draft model for speculative sampling (`generate --draft RUN`)",
+}.items():
+    _train_alias(_name, _summary)
 
 
 @app.command()
@@ -52,17 +97,11 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run folder to continue.")],
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint to its planned total."""
-    from plainrl.kit import training
-    from plainrl.kit.run import read_run_config
+    """Continue an interrupted run (of any algorithm) from its last checkpoint to its planned total."""
+    from plainrl import api
 
     try:
-        if read_run_config(run_dir)["algo"] in LLM_TRAINERS:
-            from plainrl.llm import runs
-
-            runs.resume(run_dir, show_progress=progress)
-            return
-        training.resume(run_dir, show_progress=progress)
+        api.resume(run_dir, progress=progress)
     except PlainRLError as err:
         _fail(str(err))
 
@@ -70,18 +109,20 @@ def resume(
 @app.command("eval")
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    episodes: Annotated[int, typer.Option(help="Deterministic episodes to run.")] = 20,
-    video: Annotated[bool, typer.Option(help="Also write episode.gif of the first episode.")] = False,
+    episodes: Annotated[int, typer.Option(help="Env runs: deterministic episodes to run.")] = 20,
+    video: Annotated[bool, typer.Option(help="Env runs: also write episode.gif of the first episode.")] = False,
+    n: Annotated[int | None, typer.Option(help="LLM runs: held-out examples (default: the run's eval_n).")] = None,
 ) -> None:
-    """Evaluate a saved run: prints mean and std of the return, writes eval.json."""
-    from plainrl.kit import training
+    """Evaluate a saved run: prints the result, writes eval.json."""
+    from plainrl import api
 
     try:
-        if episodes < 1:
-            raise PlainRLError(f"--episodes {episodes} must be >= 1")
-        training.evaluate_run(run_dir, episodes=episodes, video=video)
+        result = api.evaluate(run_dir, episodes=episodes, video=video, n=n)
     except PlainRLError as err:
         _fail(str(err))
+    typer.echo("  ".join(f"{k} = {v:.2f}" if isinstance(v, float) else f"{k} = {v}" for k, v in result.items()))
+    if video:
+        typer.echo(f"wrote {run_dir / 'episode.gif'}")
 
 
 @app.command()
@@ -91,15 +132,15 @@ def plot(
 ) -> None:
     """Learning curves; runs of the same algo and env are drawn as a mean with a min-max band. Runs whose
     algorithm draws more (tabular methods: values.png) get those pictures redrawn in their folders."""
+    from plainrl.api import draw_pictures
     from plainrl.kit.plots import plot_runs
     from plainrl.kit.run import read_run_config
-    from plainrl.kit.training import draw_pictures
 
     try:
         labels = {}
         for run_dir in run_dirs:
             cfg = read_run_config(run_dir)
-            labels[run_dir] = f"{cfg['algo']} {cfg.get('env', '')}".strip()
+            labels[run_dir] = f"{cfg['algo']} {cfg.get('env', cfg.get('task', ''))}".strip()
         plot_runs(run_dirs, out, labels)
         typer.echo(f"wrote {out}")
         for run_dir in dict.fromkeys(run_dirs):
@@ -107,126 +148,6 @@ def plot(
                 typer.echo(f"wrote {picture}")
     except PlainRLError as err:
         _fail(str(err))
-
-
-LLM_TRAINERS = ("sft", "grpo", "reward-model", "ppo-llm", "dpo", "distill")  # plainrl.llm.runs.TRAINERS, kept light
-
-
-ModelOption = Annotated[str | None, typer.Option(help="An SFT run folder, smollm2-135m, or a Hugging Face folder.")]
-TaskOption = Annotated[
-    str | None, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown[:numbers=3], or a .jsonl file.")
-]
-LoraOption = Annotated[int | None, typer.Option(help="Train LoRA adapters of this rank (0: all weights).")]
-SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
-ConfigOption = Annotated[Path | None, typer.Option(help="TOML file of hyperparameters.")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a field: key=value (repeatable).")]
-RunDirOption = Annotated[Path | None, typer.Option(help="Run folder (default: runs/NAME_TASK_sSEED_TIME).")]
-DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
-ProgressOption = Annotated[bool, typer.Option(help="Show the live progress bar.")]
-PairsOption = Annotated[str | None, typer.Option(help="JSONL of {prompt, chosen, rejected} (default: verifier pairs).")]
-
-
-@app.command()
-def sft(
-    model: Annotated[str | None, typer.Option(help="tiny, smollm2-135m, or a Hugging Face model folder.")] = None,
-    task: TaskOption = None, lora_rank: LoraOption = None, seed: SeedOption = None,
-    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
-    progress: ProgressOption = True,
-) -> None:  # fmt: skip
-    """Supervised fine-tuning of a language model on a task's target completions (held-out accuracy logged)."""
-    flags = {"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
-             "device": device}  # fmt: skip
-    _llm_train("sft", flags, config, set_, run_dir, progress)
-
-
-@app.command()
-def grpo(
-    model: ModelOption = None, task: TaskOption = None, lora_rank: LoraOption = None, seed: SeedOption = None,
-    total_steps: Annotated[int | None, typer.Option(help="GRPO steps (one batch of rollouts each).")] = None,
-    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
-    progress: ProgressOption = True,
-) -> None:  # fmt: skip
-    """GRPO on verifiable rewards (accuracy, format, your functions): G samples per prompt, group advantages."""
-    flags = {"env": task, "model": model, "lora_rank": lora_rank, "seed": seed, "total_steps": total_steps,
-             "device": device}  # fmt: skip
-    _llm_train("grpo", flags, config, set_, run_dir, progress)
-
-
-def _llm_train(name: str, flags: dict[str, Any], config: Path | None, set_: list[str] | None, run_dir: Path | None,
-               progress: bool) -> None:  # fmt: skip
-    from plainrl.llm import runs
-
-    try:
-        runs.train_new(name, config_file=config, set_items=set_ or [], run_dir=run_dir, show_progress=progress,
-                       flags=flags)  # fmt: skip
-    except PlainRLError as err:
-        _fail(str(err))
-
-
-@app.command("distill-draft")
-def distill_draft(
-    target: Annotated[
-        str | None, typer.Option(help="The model to draft for: smollm2-135m, a Hugging Face or LLM run folder.")
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option(help="Whose training questions are the prompts: the draft's domain.")
-    ] = None,
-    minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes (0: no limit).")] = None,
-    seed: SeedOption = None,
-    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
-    progress: ProgressOption = True,
-) -> None:  # fmt: skip
-    """Distil a small draft model for speculative sampling (`generate --draft RUN`) on the target's samples."""
-    flags = {"env": task, "model": target, "minutes": minutes, "seed": seed, "total_steps": total_steps,
-             "device": device}  # fmt: skip
-    _llm_train("distill", flags, config, set_, run_dir, progress)
-
-
-@app.command("reward-model")
-def reward_model(
-    model: ModelOption = None, task: TaskOption = None,
-    pairs: PairsOption = None,
-    lora_rank: LoraOption = None, seed: SeedOption = None,
-    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
-    progress: ProgressOption = True,
-) -> None:  # fmt: skip
-    """Reward model: the policy's trunk + a scalar head, Bradley-Terry loss on preference pairs."""
-    flags = {"env": task, "model": model, "pairs": pairs, "lora_rank": lora_rank, "seed": seed,
-             "total_steps": total_steps, "device": device}  # fmt: skip
-    _llm_train("reward-model", flags, config, set_, run_dir, progress)
-
-
-@app.command("ppo-llm")
-def ppo_llm(
-    model: ModelOption = None, task: TaskOption = None,
-    reward_model: Annotated[str | None, typer.Option(help="A reward-model run folder (default: verifiers).")] = None,
-    lora_rank: LoraOption = None, seed: SeedOption = None,
-    total_steps: Annotated[int | None, typer.Option(help="PPO steps (one batch of rollouts each).")] = None,
-    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
-    progress: ProgressOption = True,
-) -> None:  # fmt: skip
-    """PPO for language models (InstructGPT): per-token KL penalty, critic, token-level GAE, clipped losses."""
-    flags = {"env": task, "model": model, "reward_model": reward_model, "lora_rank": lora_rank, "seed": seed,
-             "total_steps": total_steps, "device": device}  # fmt: skip
-    _llm_train("ppo-llm", flags, config, set_, run_dir, progress)
-
-
-@app.command()
-def dpo(
-    model: ModelOption = None, task: TaskOption = None,
-    pairs: PairsOption = None,
-    lora_rank: LoraOption = None, seed: SeedOption = None,
-    total_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    config: ConfigOption = None, set_: SetOption = None, run_dir: RunDirOption = None, device: DeviceOption = None,
-    progress: ProgressOption = True,
-) -> None:  # fmt: skip
-    """Direct Preference Optimization on preference pairs (sigmoid, conservative or IPO loss)."""
-    flags = {"env": task, "model": model, "pairs": pairs, "lora_rank": lora_rank, "seed": seed,
-             "total_steps": total_steps, "device": device}  # fmt: skip
-    _llm_train("dpo", flags, config, set_, run_dir, progress)
 
 
 @app.command("eval-llm")
@@ -245,8 +166,8 @@ def eval_llm(
     out: Annotated[Path | None, typer.Option(help="JSON file for every prompt, completion and verdict.")] = None,
 ) -> None:
     """Accuracy of a language model on a task's held-out split: prints `accuracy = X`, writes a JSON file."""
+    from plainrl.llm.evaluate import eval_llm as run_eval
     from plainrl.llm.generate import SamplingParams
-    from plainrl.llm.policy import eval_llm as run_eval
 
     try:
         if temperature <= 0 and not greedy:
@@ -260,9 +181,11 @@ def eval_llm(
         params = SamplingParams(
             max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy, stop_strings=stop_strings
         )
-        run_eval(model, task, n, params, batch_size, device, seed, out)
+        record = run_eval(model, task, n, params, batch_size, device, seed, out)
     except PlainRLError as err:
         _fail(str(err))
+    n_correct = sum(1 for sample in record["samples"] if sample["correct"])
+    typer.echo(f"accuracy = {record['accuracy']:.4f} ({n_correct}/{n}, {record['seconds']:.1f} s) -> {record['out']}")
 
 
 @app.command("generate")
@@ -287,26 +210,42 @@ def generate_(
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
 ) -> None:
     """Generate completions; prints them, tokens/s and (with --draft) the draft's acceptance rate."""
-    from plainrl.llm.generate import SamplingParams
-    from plainrl.llm.policy import generate_command
+    from plainrl.llm.policies import Policy, model_prompt
 
     try:
         if temperature <= 0 and not greedy:
             raise PlainRLError(f"--temperature {temperature} must be > 0 (or use --greedy)")
         if not 0 < top_p <= 1:
             raise PlainRLError(f"--top-p {top_p} must be in (0, 1]")
-        if top_k < 0 or max_new_tokens < 1 or n < 1:
-            raise PlainRLError("--top-k must be >= 0, --max-new-tokens and --n >= 1")
-        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                greedy=greedy)  # fmt: skip
-        if threads < 1:
-            raise PlainRLError(f"--threads {threads} must be >= 1")
+        if top_k < 0 or max_new_tokens < 1 or n < 1 or k < 1 or batch_size < 1 or threads < 1:
+            raise PlainRLError("--top-k must be >= 0; --max-new-tokens, --n, --k, --batch-size and --threads >= 1")
+        if not prompt and task is None:
+            raise PlainRLError("give --prompt TEXT (repeatable) or --task TASK")
         import torch
 
         torch.set_num_threads(threads)
-        generate_command(model, prompt or [], task, n, params, draft, k, adaptive_k, batch_size, device, seed)
+        torch.manual_seed(seed)
+        policy = Policy.load(model, device)
+        draft_policy = Policy.load(draft, device) if draft is not None else None
+        prompts = list(prompt or [])
+        if task is not None:
+            from plainrl.llm.tasks import make_task
+
+            the_task = make_task(task)
+            prompts += [model_prompt(the_task, example, policy.tokenizer) for example in the_task.test[:n]]
+        texts, summary = policy.generate_with_stats(
+            prompts, max_new_tokens, temperature=temperature, greedy=greedy, top_k=top_k, top_p=top_p,
+            batch_size=batch_size, seed=seed, draft=draft_policy, k=k, adaptive_k=adaptive_k,
+        )  # fmt: skip
     except PlainRLError as err:
         _fail(str(err))
+    for text_prompt, text in zip(prompts, texts, strict=True):
+        typer.echo(f"--- {text_prompt}\n{text}")
+    line = f"{summary['tokens']} tokens in {summary['seconds']:.2f} s: {summary['tokens_per_second']:.1f} tokens/s"
+    if draft_policy is not None:
+        line += (f", acceptance rate {summary['acceptance_rate']:.3f}, {summary['tokens_per_round']:.2f} tokens per "
+                 f"row per target forward (K = {summary['mean_k']:.1f})")  # fmt: skip
+    typer.echo(line)
 
 
 @app.command("list")
@@ -317,12 +256,13 @@ def list_() -> None:
 
     from plainrl.kit.registry import ALGORITHMS, load_algorithm
 
-    table = Table("algorithm", "action spaces", "presets", "what it is")
+    table = Table("algorithm", "trains on", "presets", "what it is")
     for name in ALGORITHMS:
         module = load_algorithm(name)
         first_paragraph = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
         summary = first_paragraph.split(" (")[0].rstrip(".:")
-        table.add_row(name, ", ".join(module.ACTION_SPACES), ", ".join(module.PRESETS), summary)
+        trains_on = ", ".join(getattr(module, "ACTION_SPACES", ())) or "a task (text)"
+        table.add_row(name, trains_on, ", ".join(module.PRESETS), summary)
     Console().print(table)
 
 

@@ -78,3 +78,20 @@ def constant_critic(values: list[float]) -> Any:
             p.zero_()
         critic.biases[-1].copy_(torch.tensor(values).view(-1, 1, 1))
     return critic
+
+
+def interrupt_at(step: int) -> Any:
+    """A plainrl.train callback that presses Ctrl-C (SIGINT to this process) once training reaches `step`: the run
+    stops at its next iteration boundary, checkpoints and raises RunInterrupted, as a user's Ctrl-C does."""
+    import os
+    import signal
+
+    pressed: list[int] = []
+
+    def callback(current: int, trained: Any) -> bool:
+        if current >= step and not pressed:
+            pressed.append(current)
+            os.kill(os.getpid(), signal.SIGINT)
+        return False
+
+    return callback

@@ -29,7 +29,7 @@ from plainrl.kit.buffers import NStepTransitions, ReplayBuffer
 from plainrl.kit.config import OffPolicyConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
 from plainrl.kit.nets import QNetwork, polyak_update, resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete",)
@@ -129,6 +129,7 @@ def td_targets(
 
 
 def train(config: Config, run: Run) -> QNetwork:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed)

@@ -26,18 +26,18 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import EnvConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import ActorCritic, resolve_device
 from plainrl.kit.normalize import RewardScaler
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete", "Box")
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(EnvConfig):
     num_envs: int = 8
     num_steps: int = 128  # steps per env per rollout: a batch is num_envs * num_steps transitions
     learning_rate: float = 2.5e-4
@@ -145,6 +145,7 @@ def ppo_loss(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed, asynchronous=config.async_envs)

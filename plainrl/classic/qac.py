@@ -27,16 +27,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from plainrl.kit.buffers import RolloutBuffer
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import EnvConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import QEnsemble, flat_dim, mlp, policy_head, resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
 
 ACTION_SPACES = ("Discrete", "Box")
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(EnvConfig):
     num_envs: int = 8
     num_steps: int = 16  # steps per env per update
     learning_rate: float = 1e-3
@@ -125,6 +125,7 @@ def qac_loss(
 
 
 def train(config: Config, run: Run) -> QActorCritic:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed)

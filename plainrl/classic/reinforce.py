@@ -23,17 +23,17 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import discounted_returns
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import EnvConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
 from plainrl.kit.nets import ActorCritic, resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete", "Box")
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(EnvConfig):
     total_steps: int = 200_000
     num_envs: int = 8
     episodes_per_update: int = 8
@@ -89,6 +89,7 @@ def reinforce_loss(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed)

@@ -24,17 +24,17 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import RolloutBuffer
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import EnvConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import QNetwork, resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete",)
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(EnvConfig):
     total_steps: int = 200_000
     num_envs: int = 8
     num_steps: int = 32  # steps per env per update
@@ -85,6 +85,7 @@ def sarsa_targets(
 
 
 def train(config: Config, run: Run) -> QNetwork:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed)

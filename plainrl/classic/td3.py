@@ -33,7 +33,7 @@ from plainrl.kit.buffers import ReplayBuffer
 from plainrl.kit.config import OffPolicyConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import DeterministicActor, QEnsemble, flat_dim, polyak_update, resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
 
 ACTION_SPACES = ("Box",)
 
@@ -122,6 +122,7 @@ def td3_losses(
 
 
 def train(config: Config, run: Run) -> TD3Agent:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed)

@@ -26,17 +26,17 @@ from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import EnvConfig, require
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import ActorCritic, CategoricalHead, resolve_device
 from plainrl.kit.normalize import RewardScaler
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
 
 ACTION_SPACES = ("Discrete", "Box")
 
 
 @dataclass
-class Config(BaseConfig):
+class Config(EnvConfig):
     num_envs: int = 8
     num_steps: int = 256  # steps per env per rollout
     gamma: float = 0.99
@@ -186,6 +186,7 @@ def trpo_policy_step(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
     envs = make_vec_env(config.env, config.num_envs, config.seed)

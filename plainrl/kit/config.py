@@ -1,48 +1,80 @@
-"""Dataclass configs: defaults <- preset <- TOML file <- `--set key=value` <- CLI flags, validated early.
+"""Dataclass configs: defaults <- preset <- TOML file <- `--set key=value` <- flags / keyword arguments, validated
+before any work starts.
 
-Every algorithm's `Config` subclasses `BaseConfig` and adds its hyperparameters; `validate()` checks each
+    RunConfig       what every run has: seed, total_steps, device, threads, checkpoint_every, wandb_project
+    EnvConfig       a run on a Gymnasium env (classic and tabular methods): env, eval_episodes
+    (llm/config.py: TaskConfig, a run on a language task: task, model, learning_rate, ...)
+
+Every algorithm's `Config` subclasses one of them and adds its hyperparameters; `validate()` checks each
 value's range and raises `ConfigError` naming the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from plainrl.kit.errors import ConfigError, did_you_mean
 
-C = TypeVar("C", bound="BaseConfig")
+C = TypeVar("C", bound="RunConfig")
+
+MAX_SEED = 2**32 - 1  # numpy's and Python's seeding accept [0, 2**32 - 1]
+MAX_INT = 2**63 - 1  # what torch and numpy can hold
 
 
 @dataclass
-class BaseConfig:
-    """Fields every training run has."""
+class RunConfig:
+    """Fields every training run has, in every track."""
 
-    env: str = "CartPole-v1"
+    LABEL_FIELD: ClassVar[str] = ""  # the field that names what is trained on: presets and run folders use it
+
     seed: int = 0
-    total_steps: int = 100_000
+    total_steps: int = 100_000  # the track's steps: env steps (classic), optimizer or rollout steps (LLM)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int = 1  # small MLPs run fastest on one thread; the other core steps the envs
-    checkpoint_every: int = 10_000  # env steps between checkpoints (a checkpoint is also written at the end)
-    eval_episodes: int = 20  # deterministic episodes for eval.json when training ends
+    checkpoint_every: int = 10_000  # steps between checkpoints (a checkpoint is also written at the end)
     wandb_project: str = ""  # non-empty: also log to Weights & Biases (pip install plainrl[wandb])
 
+    @classmethod
+    def upgrade_saved_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A saved config.toml's values in today's field names (a track renames fields here)."""
+        return values
+
+    def label(self) -> str:
+        """What the run trains on (an env id, a task): the preset's key and part of the run folder's name."""
+        return str(getattr(self, self.LABEL_FIELD, ""))
+
     def validate(self) -> None:
+        require(0 <= self.seed <= MAX_SEED, f"seed = {self.seed} must be in [0, {MAX_SEED}]")
         require(self.total_steps > 0, f"total_steps = {self.total_steps} must be > 0")
-        require(self.torch_threads >= 1, f"torch_threads = {self.torch_threads} must be >= 1")
+        require(1 <= self.torch_threads <= 1024, f"torch_threads = {self.torch_threads} must be in [1, 1024]")
         require(self.checkpoint_every > 0, f"checkpoint_every = {self.checkpoint_every} must be > 0")
-        require(self.eval_episodes >= 0, f"eval_episodes = {self.eval_episodes} must be >= 0")
         device_ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         require(device_ok, f"device = {self.device!r} is not one of auto, cpu, cuda, cuda:N")
 
 
 @dataclass
-class OffPolicyConfig(BaseConfig):
+class EnvConfig(RunConfig):
+    """A run on a Gymnasium environment: every classic and tabular method."""
+
+    LABEL_FIELD: ClassVar[str] = "env"
+
+    env: str = "CartPole-v1"  # a Gymnasium id, or module:ClassName / module:factory
+    eval_episodes: int = 20  # deterministic episodes for eval.json when training ends
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.eval_episodes >= 0, f"eval_episodes = {self.eval_episodes} must be >= 0")
+
+
+@dataclass
+class OffPolicyConfig(EnvConfig):
     """Fields every replay-buffer method has (DQN, DDPG, TD3, SAC); each algorithm sets its own defaults."""
 
     num_envs: int = 1
@@ -59,7 +91,10 @@ class OffPolicyConfig(BaseConfig):
         super().validate()
         require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
         require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.buffer_size >= self.batch_size, f"buffer_size = {self.buffer_size} must be >= batch_size")
+        require(
+            self.batch_size <= self.buffer_size <= 100_000_000,
+            f"buffer_size = {self.buffer_size} must be in [batch_size, 100000000]",
+        )
         require(self.learning_starts >= 0, f"learning_starts = {self.learning_starts} must be >= 0")
         require(self.train_frequency >= 1, f"train_frequency = {self.train_frequency} must be >= 1")
         require(self.gradient_steps >= 1, f"gradient_steps = {self.gradient_steps} must be >= 1")
@@ -74,7 +109,7 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def field_names(config_cls: type[BaseConfig]) -> list[str]:
+def field_names(config_cls: type[RunConfig]) -> list[str]:
     return [f.name for f in dataclasses.fields(config_cls)]
 
 
@@ -108,14 +143,19 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"{name} expects an integer, got {value!r}") from None
         if not number.is_integer():
             raise ConfigError(f"{name} expects an integer, got {value!r}")
-        return int(number)
+        if abs(number) > MAX_INT:
+            raise ConfigError(f"{name} expects an integer of at most 2**63 - 1, got {value!r}")
+        return int(value) if isinstance(value, int) else int(number)
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"{name} expects a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} expects a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} expects a finite number, got {value!r}")
+        return number
     if annotation is str:
         return str(value)
     return value
@@ -162,28 +202,32 @@ def apply(config: C, values: dict[str, Any], source: str) -> C:
 def build_config(
     config_cls: type[C],
     presets: dict[str, dict[str, Any]],
-    env: str | None = None,
+    values: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     set_items: list[str] | None = None,
-    flags: dict[str, Any] | None = None,
+    source: str = "the command line",
 ) -> C:
-    """Resolve a config: defaults <- preset for the env <- config file <- --set <- explicit flags; validate."""
+    """Resolve a config: defaults <- the preset for its env or task <- config file <- --set <- `values` (flags or
+    keyword arguments; None means not given); validate."""
     file_values = dict(load_toml(config_file)) if config_file else {}
     file_values.pop("algo", None)
     file_values.pop("meta", None)
     set_values = parse_set(set_items or [])
-    flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    env_id = env or set_values.get("env") or file_values.get("env") or config_cls.env
-    config = apply(config_cls(), {"env": env_id}, "the defaults")
-    config = apply(config, presets.get(str(env_id), {}), f"the {env_id} preset")
+    values = {k: v for k, v in (values or {}).items() if v is not None}
+    config = config_cls()
+    label_field = config_cls.LABEL_FIELD
+    if label_field:
+        label = values.get(label_field) or set_values.get(label_field) or file_values.get(label_field)
+        config = apply(config, {label_field: label or getattr(config, label_field)}, "the defaults")
+        config = apply(config, presets.get(config.label(), {}), f"the {config.label()} preset")
     config = apply(config, file_values, f"config file {str(config_file)!r}")
     config = apply(config, set_values, "--set")
-    config = apply(config, flags, "the command line")
+    config = apply(config, values, source)
     config.validate()
     return config
 
 
-def to_dict(config: BaseConfig) -> dict[str, Any]:
+def to_dict(config: RunConfig) -> dict[str, Any]:
     """A TOML-ready dict (tuples become lists, None values are left out)."""
     out: dict[str, Any] = {}
     for key, value in dataclasses.asdict(config).items():

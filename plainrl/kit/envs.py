@@ -5,12 +5,15 @@ observation and puts the true last observation in `infos["final_obs"]`. So every
 real transition (Gymnasium's default NEXT_STEP mode inserts a fake one after each episode end), and
 `true_next_obs` recovers the observation to bootstrap from when an episode was truncated.
 float64 Box observations (MuJoCo's) are cast to float32, the dtype of every network and buffer here.
+Every env checks that its rewards and float observations are finite (`FiniteCheck`): a NaN or inf from the env
+is reported at the step it happens, not later as a NaN loss.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -76,20 +79,106 @@ class Float32Observations(gym.ObservationWrapper):
         return np.asarray(observation, dtype=np.float32)
 
 
-def _wrap(env: gym.Env) -> gym.Env:
-    """float64 Box observations as float32; continuous actions clipped to the action bounds."""
+class FiniteCheck(gym.Wrapper):
+    """Raise PlainRLError at the first NaN or infinite reward or observation that the env returns from step or
+    reset (float Box observations; integer and Discrete ones cannot be NaN).
+
+    Every env step goes through it, so the usual case is one cheap test: a number that is finite exactly when
+    the reward and every element of the observation are (reward + the observation's sum in Python for a few
+    numbers, reward + obs . obs in numpy for more). NaN and inf spread through it; large finite values can
+    overflow it, and only then does the exact, slower check run.
+    """
+
+    def __init__(self, env: gym.Env, env_id: str) -> None:
+        super().__init__(env)
+        self.env_id = env_id
+        space = env.observation_space
+        self.check_obs = isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating)
+        if not self.check_obs:
+            self.quick_check = _reward_finite
+        elif len(space.shape) == 1 and space.shape[0] <= 16:
+            self.quick_check = _finite_by_sum
+        else:
+            self.quick_check = _finite_by_dot
+        self.steps = 0  # steps since the env was made
+        self.episode_start = 0  # self.steps at the last reset
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        result = self.env.step(action)
+        self.steps += 1
+        try:
+            finite = self.quick_check(result[0], result[1])
+        except (TypeError, AttributeError):  # a list, a 2-d array of a 1-d space, an array reward: check exactly
+            finite = False
+        if not finite:
+            self.check_exactly(result[0], result[1], f"at its step {self.steps} (episode step {self.episode_steps})")
+        return result
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.episode_start = self.steps
+        if self.check_obs:
+            try:
+                finite = self.quick_check(obs, 0.0)
+            except (TypeError, AttributeError):
+                finite = False
+            if not finite:
+                self.check_exactly(obs, 0.0, f"from reset (after its step {self.steps})")
+        return obs, info
+
+    @property
+    def episode_steps(self) -> int:
+        """Steps since the last reset."""
+        return self.steps - self.episode_start
+
+    def check_exactly(self, obs: Any, reward: Any, when: str) -> None:
+        """Raise PlainRLError naming the first non-finite value: the reward, else the observation."""
+        for what, value in (("reward", reward), ("observation", obs)):
+            if what == "observation" and not self.check_obs:
+                continue
+            values = np.asarray(value, dtype=np.float64)
+            bad = ~np.isfinite(values)
+            if not bad.any():
+                continue
+            kind = "a NaN" if np.isnan(values).any() else "an inf"
+            where = ""
+            if what == "observation" and values.ndim > 0 and values.size > 1:
+                index = tuple(int(i) for i in np.argwhere(bad)[0])
+                where = f" (obs[{', '.join(map(str, index))}] = {values[index]})"
+            raise PlainRLError(
+                f"env {self.env_id!r} returned {kind} {what}{where} {when}; "
+                "plainrl needs finite rewards and observations"
+            )
+
+
+def _reward_finite(obs: Any, reward: Any) -> bool:
+    return math.isfinite(reward)
+
+
+def _finite_by_sum(obs: Any, reward: Any) -> bool:
+    # float32 values summed in Python's float64 never overflow; float64 ones may (check_exactly then decides)
+    return math.isfinite(reward + sum(obs.tolist()))
+
+
+def _finite_by_dot(obs: Any, reward: Any) -> bool:
+    return math.isfinite(reward) and math.isfinite(np.vdot(obs, obs))
+
+
+def _wrap(env: gym.Env, env_id: str) -> gym.Env:
+    """float64 Box observations as float32; continuous actions clipped to the action bounds; rewards and
+    observations checked for NaN and inf."""
     space = env.observation_space
     if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
         env = Float32Observations(env)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipToBounds(env)
-    return env
+    return FiniteCheck(env, env_id)
 
 
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
     """One environment (for evaluation and inspection), wrapped as the training envs are."""
     kwargs = {"render_mode": render_mode} if render_mode else {}
-    env = _wrap(_env_maker(env_id, **kwargs)())
+    env = _wrap(_env_maker(env_id, **kwargs)(), env_id)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -98,11 +187,11 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
 
 def make_vec_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
     """`num_envs` copies seeded seed, seed+1, ...; SAME_STEP autoreset; float32 observations; Box actions
-    clipped to bounds."""
+    clipped to bounds; each copy checks its rewards and observations for NaN and inf."""
     maker = _env_maker(env_id)
 
     def make_one() -> gym.Env:
-        return _wrap(maker())
+        return _wrap(maker(), env_id)
 
     vector_cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
     envs = vector_cls([make_one] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

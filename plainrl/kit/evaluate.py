@@ -1,12 +1,14 @@
-"""Deterministic evaluation of a policy, and of a saved run (eval.json, optional GIF of one episode)."""
+"""Deterministic evaluation of a policy on an env (eval.json, optional GIF of one episode), and `Agent`, what
+`plainrl.load` gives for an env run: `agent.predict(obs)`."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -16,14 +18,9 @@ EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the training envs' 
 UNTIMED_EPISODE_LIMIT = 10_000  # envs without a time limit (CliffWalking-v1): a policy that loops still ends
 
 
-class Actor(Protocol):
-    """What every agent offers for evaluation: a batch of observations in, a batch of actions out."""
-
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor: ...
-
-
-def agent_policy(agent: Actor, device: torch.device | str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+def agent_policy(agent: Any, device: torch.device | str | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """numpy obs (B, *obs_shape) -> numpy actions (B, ...), deterministic, without gradients."""
+    device = device or next(agent.parameters()).device
 
     def policy(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -33,7 +30,7 @@ def agent_policy(agent: Actor, device: torch.device | str = "cpu") -> Callable[[
     return policy
 
 
-def evaluate(
+def evaluate_episodes(
     policy: Callable[[np.ndarray], np.ndarray],
     env_id: str,
     episodes: int,
@@ -76,3 +73,21 @@ def write_eval_json(run_dir: str | Path, result: dict[str, Any]) -> Path:
     path = Path(run_dir) / "eval.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+class Agent:
+    """A trained agent from a run folder: `predict` maps observations to actions, as Stable-Baselines3's does
+    (without its second, recurrent-state return value)."""
+
+    def __init__(self, module: Any, observation_space: gym.Space, config: Any) -> None:
+        self.module, self.observation_space, self.config = module, observation_space, config
+        self.device = next(module.parameters()).device
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """One observation -> one action; a batch (B, *obs_shape) -> B actions."""
+        obs = np.asarray(obs, dtype=np.float32)
+        single = obs.ndim == len(self.observation_space.shape or ())
+        batch = torch.as_tensor(obs[None] if single else obs, device=self.device)
+        with torch.inference_mode():
+            actions = self.module.act(batch, deterministic=deterministic).cpu().numpy()
+        return actions[0] if single else actions

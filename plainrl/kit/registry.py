@@ -2,7 +2,7 @@
 CLI) never import an algorithm's internals up front.
 
 Each algorithm module provides:
-    Config          a dataclass subclassing kit.config.BaseConfig
+    Config          a dataclass subclassing kit.config.EnvConfig
     PRESETS         {env_id: {field: value}} tuned settings per environment
     ACTION_SPACES   the gymnasium space class names it handles, e.g. ("Discrete", "Box")
     train(config, run) -> agent
@@ -17,11 +17,14 @@ and may provide:
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
 
 import gymnasium as gym
 
+from plainrl.kit.config import RunConfig
 from plainrl.kit.errors import PlainRLError, did_you_mean
+from plainrl.kit.run import read_run_config, saved_config
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "plainrl.classic.ppo",
@@ -45,13 +48,33 @@ ALGORITHMS: dict[str, str] = {
     "expected_sarsa": "plainrl.tabular.expected_sarsa",
     "n_step_sarsa": "plainrl.tabular.n_step_sarsa",
     "q_learning": "plainrl.tabular.q_learning",
+    # language models (plainrl/llm/)
+    "sft": "plainrl.llm.sft",
+    "grpo": "plainrl.llm.grpo",
+    "reward-model": "plainrl.llm.reward_model",
+    "ppo-llm": "plainrl.llm.ppo",
+    "dpo": "plainrl.llm.dpo",
+    "distill": "plainrl.llm.distill",
 }
+ALIASES = {"distill-draft": "distill", "reward_model": "reward-model", "ppo_llm": "ppo-llm"}
+
+
+def canonical_name(name: str) -> str:
+    name = ALIASES.get(name, name)
+    if name not in ALGORITHMS:
+        raise PlainRLError(f"unknown algorithm {name!r}{did_you_mean(name, ALGORITHMS)}; see `plainrl list`")
+    return name
 
 
 def load_algorithm(name: str) -> ModuleType:
-    if name not in ALGORITHMS:
-        raise PlainRLError(f"unknown algorithm {name!r}{did_you_mean(name, ALGORITHMS)}; see `plainrl list`")
-    return importlib.import_module(ALGORITHMS[name])
+    return importlib.import_module(ALGORITHMS[canonical_name(name)])
+
+
+def load_run(run_dir: str | Path) -> tuple[str, ModuleType, RunConfig]:
+    """(algorithm name, its module, the validated config) of a saved run folder."""
+    name = read_run_config(run_dir)["algo"]
+    module = load_algorithm(name)
+    return name, module, saved_config(run_dir, module.Config)
 
 
 def check_action_space(name: str, module: ModuleType, env: gym.Env) -> None:

@@ -5,21 +5,28 @@
         metrics.csv        one row per `log` call: step, time, metrics
         events.out.tfevents.*
         checkpoints/latest.pt   everything needed to resume: model, optimizer, RNG states, step counters
+        checkpoints/previous.pt the checkpoint before it: the fallback when latest.pt is unreadable
         curve.png          the learning curve
         eval.json          written after training (see plainrl.kit.evaluate)
 
 A first Ctrl-C (or SIGTERM) asks the training loop to stop at its next iteration boundary: it writes a
 checkpoint and raises RunInterrupted; `plainrl resume RUN_DIR` continues from there. A SIGKILL loses only
 the steps since the last checkpoint: resuming truncates metrics.csv back to the checkpoint's step.
+
+Checkpoints are loaded with `torch.load(weights_only=True)`: a crafted file cannot run code, it is refused. A
+process training in the folder holds a lock on `.lock` (the OS drops it when the process dies): a second one is
+refused rather than garbling the metrics and checkpoints.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import math
 import os
 import platform
 import random
+import re
 import signal
 import sys
 import time
@@ -33,10 +40,27 @@ import numpy as np
 import tomli_w
 import torch
 
-from plainrl.kit.config import BaseConfig, to_dict
+from plainrl.kit.config import RunConfig, to_dict
 from plainrl.kit.errors import PlainRLError
 
 CHECKPOINT = "checkpoints/latest.pt"
+PREVIOUS_CHECKPOINT = "checkpoints/previous.pt"
+
+try:  # numpy's pickles rebuild arrays and scalars with these two functions
+    from numpy._core.multiarray import _reconstruct, scalar  # numpy 2
+except ImportError:
+    from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]  # numpy 1.26
+
+# What a checkpoint holds beyond tensors and plain containers, for torch.load(weights_only=True), which refuses
+# everything else. Each entry only builds data, never runs code from the file: numpy arrays and their numeric
+# dtypes (replay buffers, tables, statistics, numpy's RNG state), numpy scalars (a number from its raw bytes).
+CHECKPOINT_GLOBALS: list[Any] = [
+    np.ndarray,
+    np.dtype,
+    _reconstruct,  # an empty ndarray of a given shape and dtype, which the pickle then fills with bytes
+    scalar,  # a numpy scalar from its dtype and bytes
+    *dict.fromkeys(type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["Float"]),
+]
 
 
 class NonFiniteError(PlainRLError):
@@ -77,26 +101,87 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text())
 
 
-def saved_config(run_dir: str | Path, config_cls: type[BaseConfig]) -> BaseConfig:
+def saved_config(run_dir: str | Path, config_cls: type[RunConfig]) -> RunConfig:
     """The validated config a run folder's config.toml records (without its 'algo' and 'meta')."""
     from plainrl.kit.config import apply
 
     values = read_run_config(run_dir)
     values.pop("algo", None)
     values.pop("meta", None)
+    values = config_cls.upgrade_saved_values(values)
     config = apply(config_cls(), values, f"{run_dir}/config.toml")
     config.validate()
     return config
 
 
 def load_checkpoint_file(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
+    """The run's latest checkpoint; its previous one (with a warning) when latest.pt is missing or unreadable (cut
+    short by a crash or a full disk, or refused because it asks to run code)."""
+    run_dir = Path(run_dir)
+    if not any((run_dir / name).is_file() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
         raise PlainRLError(f"{str(run_dir)!r} has no checkpoint yet ({CHECKPOINT} is missing)")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    problems = []
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        try:
+            state = read_checkpoint(run_dir / name, map_location)
+        except PlainRLError as e:
+            problems.append(f"{name} {e}")
+            continue
+        if problems:
+            print(f"warning: {problems[0]}; using {name} (step {state['step']})", file=sys.stderr)
+        return state
+    raise PlainRLError(f"{str(run_dir)!r} has no usable checkpoint: {'; '.join(problems)}")
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """One checkpoint file, or a PlainRLError that says in one line what is wrong with it."""
+    if not path.is_file():
+        raise PlainRLError("is missing")
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch.load raises many kinds on a damaged file: RuntimeError, EOFError, OSError...
+        raise PlainRLError(f"is unreadable ({unreadable_reason(e)})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise PlainRLError("is unreadable (not a plainrl checkpoint)")
+    return state
+
+
+def unreadable_reason(error: Exception) -> str:
+    """Why torch.load failed, in one short line."""
+    message = str(error)
+    if "Weights only load failed" in message:  # weights_only=True refused a global: the file asks to run code
+        refused = re.search(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>", message)
+        if refused:
+            return f"refused to load: it asks to run code ({refused.group(1) or refused.group(2)})"
+        message = message.split("WeightsUnpickler error:")[-1]
+    first_line = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    first_line = first_line.split(". ")[0][:120]
+    return f"cut short or damaged: {type(error).__name__}{': ' if first_line else ''}{first_line}"
+
+
+def lock_run_dir(path: Path) -> int:
+    """Lock the run folder for this process until `unlock_run_dir`; a PlainRLError when another process holds it.
+    The lock is an flock, which the OS drops when the process dies: a crash leaves no stale lock."""
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise PlainRLError(f"{path} is in use by another process (pid {holder}): wait for it to finish") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def unlock_run_dir(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)  # explicitly: forked children (vector envs) may still hold a copy of fd
+    os.close(fd)
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators: the first line of every `train(config, run)`."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -105,7 +190,23 @@ def seed_everything(seed: int) -> None:
 class Run:
     """One training run's folder. Create it with `Run.create`, reopen an interrupted one with `Run.resume`."""
 
-    def __init__(self, path: Path, algo: str, config: BaseConfig, resumed: bool, show_progress: bool = True):
+    def __init__(
+        self,
+        path: Path,
+        algo: str,
+        config: RunConfig,
+        resumed: bool,
+        show_progress: bool = True,
+        lock: int | None = None,
+    ):
+        self._lock: int | None = lock if lock is not None else lock_run_dir(path)  # before touching anything
+        try:
+            self._open(path, algo, config, resumed, show_progress)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _open(self, path: Path, algo: str, config: RunConfig, resumed: bool, show_progress: bool) -> None:
         self.dir = path
         self.algo = algo
         self.config = config
@@ -137,31 +238,31 @@ class Run:
 
     # ----- creation -------------------------------------------------------------------------------------
     @classmethod
-    def create(
-        cls, algo: str, config: BaseConfig, run_dir: str | Path | None = None, show_progress: bool = True
-    ) -> Run:
-        path = Path(run_dir) if run_dir else default_run_dir(algo, config.env, config.seed)
+    def create(cls, algo: str, config: RunConfig, run_dir: str | Path | None = None, show_progress: bool = True) -> Run:
+        path = Path(run_dir) if run_dir else default_run_dir(algo, config.label(), config.seed)
+        path.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(path)  # a run in use is refused before its config.toml is looked at
         if (path / "config.toml").exists():
+            unlock_run_dir(lock)
             raise PlainRLError(
                 f"{str(path)!r} already holds a run: `plainrl resume {path}` continues it, or choose another --run-dir"
             )
-        path.mkdir(parents=True, exist_ok=True)
         resolved = {
             "algo": algo,
             **to_dict(config),
             "meta": {**versions(), "created": datetime.now().isoformat()},
         }
-        (path / "config.toml").write_text(tomli_w.dumps(resolved))
-        seed_everything(config.seed)
-        return cls(path, algo, config, resumed=False, show_progress=show_progress)
+        try:
+            (path / "config.toml").write_text(tomli_w.dumps(resolved))
+        except BaseException:
+            unlock_run_dir(lock)
+            raise
+        return cls(path, algo, config, resumed=False, show_progress=show_progress, lock=lock)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, config: BaseConfig, show_progress: bool = True) -> Run:
+    def resume(cls, run_dir: str | Path, config: RunConfig, show_progress: bool = True) -> Run:
         algo = read_run_config(run_dir)["algo"]
-        run = cls(Path(run_dir), algo, config, resumed=True, show_progress=show_progress)
-        assert run.checkpoint_state is not None
-        restore_rng_states(run.checkpoint_state["rng"])
-        return run
+        return cls(Path(run_dir), algo, config, resumed=True, show_progress=show_progress)
 
     # ----- metrics --------------------------------------------------------------------------------------
     def _open_metrics(self) -> None:
@@ -242,7 +343,7 @@ class Run:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn(f"[bold]{self.algo}[/] {self.config.env}"),
+                TextColumn(f"[bold]{self.algo}[/] {self.config.label()}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[speed]:>6.0f} steps/s  return {task.fields[recent]:>8.2f}"),
@@ -270,12 +371,14 @@ class Run:
 
     # ----- checkpoints ----------------------------------------------------------------------------------
     def restore(self, objects: dict[str, Any]) -> bool:
-        """On a resumed run, load each object's state (anything with load_state_dict) from the checkpoint."""
+        """On a resumed run, load each object's state (anything with load_state_dict) and the random number
+        generators' states from the checkpoint; False on a new run."""
         if self.checkpoint_state is None:
             return False
         for name, obj in objects.items():
             if obj is not None:
                 obj.load_state_dict(self.checkpoint_state[name])
+        restore_rng_states(self.checkpoint_state["rng"])
         return True
 
     def maybe_checkpoint(self, step: int, objects: dict[str, Any], final: bool = False) -> None:
@@ -295,11 +398,28 @@ class Run:
             )
 
     def save_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        """Write latest.pt, keeping the one before as previous.pt. A crash or a full disk at any moment leaves at
+        least one of them whole: the new file is on disk before the renames, and each rename is atomic."""
         full_state = {**state, "step": step, "elapsed": self.elapsed(), "rng": rng_states()}
-        path = self.dir / CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        torch.save(full_state, tmp)
-        os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+        latest, previous = self.dir / CHECKPOINT, self.dir / PREVIOUS_CHECKPOINT
+        tmp = latest.with_suffix(".tmp")
+        try:
+            with tmp.open("wb") as f:
+                torch.save(full_state, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise PlainRLError(
+                f"could not write a checkpoint in {self.dir} ({e.strerror or e}); the one at step "
+                f"{self.last_checkpoint_step} is intact"
+            ) from None
+        if latest.exists():
+            os.replace(latest, previous)
+        os.replace(tmp, latest)
+        directory = os.open(latest.parent, os.O_RDONLY)  # make the renames themselves durable
+        os.fsync(directory)
+        os.close(directory)
         self.last_checkpoint_step = step
 
     # ----- signals and closing --------------------------------------------------------------------------
@@ -320,16 +440,24 @@ class Run:
         self.close()
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-        self._metrics_file.close()
-        self.tensorboard.close()
-        if self.wandb is not None:
-            self.wandb.finish()
-        from plainrl.kit.plots import plot_run
+        try:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+            self._metrics_file.close()
+            self.tensorboard.close()
+            if self.wandb is not None:
+                self.wandb.finish()
+            from plainrl.kit.plots import plot_run
 
-        plot_run(self.dir)
+            plot_run(self.dir)
+        finally:
+            self._unlock()  # last: another process may train in the folder from here on
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            unlock_run_dir(self._lock)
+            self._lock = None
 
 
 def rng_states() -> dict[str, Any]:

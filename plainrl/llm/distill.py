@@ -19,44 +19,45 @@ tokenizer), so `plainrl generate --model smollm2-135m --draft runs/distill_...` 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from plainrl.kit.config import BaseConfig, require
+from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
+from plainrl.llm.config import TaskConfig
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
 from plainrl.llm.model import ModelConfig, Transformer, rope_cos_sin
-from plainrl.llm.policy import load_policy, load_tokenizer, model_prompt
+from plainrl.llm.policies import load_policy, load_tokenizer, model_prompt
 from plainrl.llm.tasks import make_task
 
 
 @dataclass
-class Config(BaseConfig):
-    env: str = "arithmetic"  # the task whose training questions are the prompts (the draft's domain)
+class Config(TaskConfig):
+    AUTO_LEARNING_RATES: ClassVar[dict[str, float]] = {"tiny": 2e-3, "lora": 2e-3, "full": 2e-3}  # a new draft
+
+    task: str = "arithmetic"  # the task whose training questions are the prompts (the draft's domain)
     model: str = "smollm2-135m"  # the target: a model name, Hugging Face folder or LLM run folder
     total_steps: int = 600  # optimizer steps
     checkpoint_every: int = 200
     torch_threads: int = 1
     minutes: float = 0.0  # > 0: stop training once this much time has passed since the start
     n_samples: int = 448  # target completions to distil on
-    sample_max_new_tokens: int = 48
+    max_new_tokens: int = 48  # of each target sample
     sample_temperature: float = 1.0
     greedy_fraction: float = 0.5  # this share of the samples is the target's greedy completion
     sample_batch_size: int = 32
     top_k: int = 32  # teacher log-probs kept per position
     batch_size: int = 16  # sequences per optimizer step
-    learning_rate: float = 2e-3
     warmup_steps: int = 30
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     draft_dim: int = 256
     draft_n_layers: int = 4
     draft_n_heads: int = 4
@@ -64,19 +65,16 @@ class Config(BaseConfig):
     draft_hidden_dim: int = 768
     init_embedding: str = "pca"  # pca | random
     train_embedding: bool = False  # the tied embedding/output matrix dominates the cost of every step
-    eval_episodes: int = 0  # unused here (a classic-RL field)
 
     def validate(self) -> None:
         super().validate()
         require(self.minutes >= 0, f"minutes = {self.minutes} must be >= 0")
         require(self.n_samples >= 1, f"n_samples = {self.n_samples} must be >= 1")
-        require(self.sample_max_new_tokens >= 1, f"sample_max_new_tokens = {self.sample_max_new_tokens} must be >= 1")
         require(self.sample_temperature > 0, f"sample_temperature = {self.sample_temperature} must be > 0")
         require(0 <= self.greedy_fraction <= 1, f"greedy_fraction = {self.greedy_fraction} must be in [0, 1]")
         require(self.sample_batch_size >= 1, f"sample_batch_size = {self.sample_batch_size} must be >= 1")
         require(self.top_k >= 1, f"top_k = {self.top_k} must be >= 1")
         require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
         require(
             0 <= self.warmup_steps < self.total_steps, f"warmup_steps = {self.warmup_steps} must be in [0, total_steps)"
         )
@@ -114,7 +112,7 @@ def sample_teacher(config: Config, target: Any, tokenizer: Any, prompts: list[st
     for start in range(0, len(prompts), config.sample_batch_size):
         chunk = prompts[start : start + config.sample_batch_size]
         greedy = start < n_greedy  # whole batches: the greedy share is rounded to them
-        params = SamplingParams(max_new_tokens=config.sample_max_new_tokens, temperature=config.sample_temperature,
+        params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.sample_temperature,
                                 greedy=greedy)  # fmt: skip
         kept: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -156,14 +154,15 @@ def make_batch(samples: list[dict[str, Any]], pad_id: int) -> tuple[torch.Tensor
 
 def learning_rate_at(step: int, config: Config) -> float:
     if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
+        return config.resolved_learning_rate() * (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps))
-    return config.learning_rate * (
+    return config.resolved_learning_rate() * (
         config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     )
 
 
 def train(config: Config, run: Run) -> Transformer:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     started = time.perf_counter()
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
@@ -176,7 +175,7 @@ def train(config: Config, run: Run) -> Transformer:
     else:
         target, _ = load_policy(config.model, "cpu")
         target.eval()
-        task = make_task(config.env)
+        task = make_task(config.task)
         prompts = [model_prompt(task, example, tokenizer) for example in task.train[: config.n_samples]]
         samples = sample_teacher(config, target, tokenizer, prompts)
         if config.init_embedding == "pca":
@@ -188,7 +187,7 @@ def train(config: Config, run: Run) -> Transformer:
         draft.embed_tokens.weight.requires_grad_(False)
     draft = draft.to(device).train()
     trainable = [p for p in draft.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)
     stateful = {"model": draft, "optimizer": optimizer}
     if not run.restore(stateful) and (run.dir / "embedding_init.pt").is_file():
         draft.embed_tokens.weight.data.copy_(torch.load(run.dir / "embedding_init.pt"))
@@ -227,7 +226,9 @@ def train(config: Config, run: Run) -> Transformer:
         if run.call_step_hooks(step, draft):
             break
     run.maybe_checkpoint(step, stateful, final=True)
-    summary = {"step": step, "minutes": (time.perf_counter() - started) / 60, "samples": len(samples)}
-    (run.dir / "eval.json").write_text(json.dumps(summary))
-    print(f"draft saved in {run.dir} after {step} steps ({summary['minutes']:.1f} min)")
     return draft
+
+
+def final_evaluation(config: Config, draft: Transformer, run_dir: Path, step: int) -> dict[str, Any]:
+    """eval.json of a draft: how far it trained (its acceptance rate is measured by `plainrl generate --draft`)."""
+    return {"step": step, "samples": config.n_samples}

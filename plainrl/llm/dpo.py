@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,16 +29,10 @@ import torch.nn.functional as F
 from plainrl.kit.config import require
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
+from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams
-from plainrl.llm.policy import (
-    TrainableWeights,
-    base_model,
-    build_policy,
-    evaluation_due,
-    finish_run,
-    held_out_accuracy,
-)
+from plainrl.llm.policies import TrainableWeights, build_policy
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -47,13 +41,13 @@ LOSS_TYPES = ("sigmoid", "ipo")
 
 @dataclass
 class Config(PreferenceConfig):
+    AUTO_LEARNING_RATES: ClassVar[dict[str, float]] = {"tiny": 5e-5, "lora": 5e-5, "full": 5e-7}
+
     model: str = "tiny"  # the starting policy (and reference): an SFT run folder, smollm2-135m, a HF folder
     total_steps: int = 200  # optimizer steps
     checkpoint_every: int = 50
     batch_size: int = 64  # pairs per step
-    learning_rate: float = 0.0  # 0: 5e-5 for built-in models, 5e-5 with LoRA, 5e-7 when fine-tuning all weights
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     beta: float = 0.1
     loss_type: str = "sigmoid"  # sigmoid (DPO) | ipo
     label_smoothing: float = 0.0  # eps of conservative DPO (sigmoid loss only)
@@ -65,19 +59,10 @@ class Config(PreferenceConfig):
     def validate(self) -> None:
         super().validate()
         require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
         require(self.beta > 0, f"beta = {self.beta} must be > 0")
         require(self.loss_type in LOSS_TYPES, f"loss_type = {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
         require(0 <= self.label_smoothing < 0.5, f"label_smoothing = {self.label_smoothing} must be in [0, 0.5)")
         require(self.rpo_alpha >= 0, f"rpo_alpha = {self.rpo_alpha} must be >= 0")
-        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
-        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate > 0:
-            return self.learning_rate
-        return 5e-5 if base_model(self.model) == "tiny" or self.lora_rank else 5e-7
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -129,9 +114,10 @@ def reference_logprobs(reference: Any, tokenized: list, pad_id: int, loss_type: 
 
 
 def train(config: Config, run: Run) -> Any:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
-    task = make_task(config.env)
+    task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     train_pairs, test_pairs = preference_data(config, task, model, tokenizer, run.dir, device)
     print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held-out pairs (in {run.dir})")
@@ -162,7 +148,6 @@ def train(config: Config, run: Run) -> Any:
         model.train()
         return wins / max(len(test_tokens), 1)
 
-    last_accuracy: float | None = None
     while step < config.total_steps:
         indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)
         batch = pair_batch([train_tokens[i] for i in indices], tokenizer.pad_id, device)
@@ -188,12 +173,10 @@ def train(config: Config, run: Run) -> Any:
         if evaluation_due(config, step):
             metrics["accuracy"] = held_out_accuracy(model, tokenizer, task, eval_params, config)
             metrics["held_out_preference_accuracy"] = held_out_preference_accuracy()
-        last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, metrics)
         run.maybe_checkpoint(step, stateful)
         if run.call_step_hooks(step, model):
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model

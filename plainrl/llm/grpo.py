@@ -28,26 +28,18 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from plainrl.kit.config import require
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
+from plainrl.llm.config import PolicyConfig
+from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.policy import (
-    LoraConfig,
-    TrainableWeights,
-    base_model,
-    build_policy,
-    evaluation_due,
-    finish_run,
-    held_out_accuracy,
-    load_policy,
-    model_prompt,
-)
+from plainrl.llm.policies import TrainableWeights, build_policy, load_policy, model_prompt
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
 
@@ -56,8 +48,9 @@ AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
 
 
 @dataclass
-class Config(LoraConfig):
-    env: str = "arithmetic"  # the task: arithmetic[:digits=2,ops=+], countdown, or a .jsonl file
+class Config(PolicyConfig):
+    AUTO_LEARNING_RATES: ClassVar[dict[str, float]] = {"tiny": 5e-5, "lora": 1e-5, "full": 1e-6}
+
     model: str = "tiny"  # an SFT run folder, smollm2-135m, a Hugging Face folder (tiny: untrained)
     total_steps: int = 100  # GRPO steps: one batch of rollouts each
     checkpoint_every: int = 20  # GRPO steps
@@ -65,10 +58,8 @@ class Config(LoraConfig):
     group_size: int = 8  # G completions per prompt
     num_iterations: int = 1  # mu: optimisation passes over each batch of rollouts
     num_minibatches: int = 1  # optimizer steps per pass
-    learning_rate: float = 0.0  # 0: 2e-4 for tiny, 1e-5 with LoRA, 1e-6 when fine-tuning all weights
     adam_betas: tuple[float, ...] = (0.9, 0.99)
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     beta: float = 0.04  # KL coefficient; 0 loads no reference model
     kl_estimator: str = "k3"
     epsilon_low: float = 0.2
@@ -79,7 +70,6 @@ class Config(LoraConfig):
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    max_new_tokens: int = 16
     draft: str = ""  # a draft model (e.g. a distill run folder): rollouts by speculative sampling, same distribution
     draft_k: int = 4  # draft tokens per target forward
     rewards: tuple[str, ...] = ("accuracy",)  # accuracy | format | module:function (yours)
@@ -88,19 +78,18 @@ class Config(LoraConfig):
     eval_every: int = 10  # GRPO steps between held-out evaluations (0: only at the end)
     eval_n: int = 200
     eval_batch_size: int = 200
-    eval_episodes: int = 0  # unused here (a classic-RL field)
 
     def validate(self) -> None:
         super().validate()
         require(self.draft_k >= 1, f"draft_k = {self.draft_k} must be >= 1")
-        require(self.prompts_per_step >= 1, f"prompts_per_step = {self.prompts_per_step} must be >= 1")
+        require(
+            1 <= self.prompts_per_step <= 100_000, f"prompts_per_step = {self.prompts_per_step} must be in [1, 100000]"
+        )
         require(self.group_size >= 2, f"group_size = {self.group_size} must be >= 2 (advantages compare a group)")
         require(self.num_iterations >= 1, f"num_iterations = {self.num_iterations} must be >= 1")
         batch = self.prompts_per_step * self.group_size
         require(1 <= self.num_minibatches <= batch, f"num_minibatches = {self.num_minibatches} must be in [1, {batch}]")
-        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
         require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
         require(self.beta >= 0, f"beta = {self.beta} must be >= 0")
         require(self.kl_estimator in KL_ESTIMATORS, f"kl_estimator = {self.kl_estimator!r} is not one of k1, k2, k3")
         require(self.epsilon_low > 0, f"epsilon_low = {self.epsilon_low} must be > 0")
@@ -112,15 +101,7 @@ class Config(LoraConfig):
         require(self.temperature > 0, f"temperature = {self.temperature} must be > 0")
         require(0 < self.top_p <= 1, f"top_p = {self.top_p} must be in (0, 1]")
         require(self.top_k >= 0, f"top_k = {self.top_k} must be >= 0")
-        require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
         check_reward_fields(self.rewards, self.reward_weights)
-        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
-        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate > 0:
-            return self.learning_rate
-        return 5e-5 if base_model(self.model) == "tiny" else 1e-5 if self.lora_rank else 1e-6
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -192,9 +173,10 @@ def grpo_loss(
 
 # ----- the training loop ------------------------------------------------------------------------------------------
 def train(config: Config, run: Run) -> Any:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
-    task = make_task(config.env)
+    task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.beta > 0 else None
     draft = load_policy(config.draft, device)[0].eval() if config.draft else None
@@ -212,7 +194,6 @@ def train(config: Config, run: Run) -> Any:
     run.restore(stateful)
     step = run.start_step
 
-    last_accuracy: float | None = None
     while step < config.total_steps:
         # 1. Rollouts: G completions for each prompt, sampled from the current policy (= pi_old).
         rollout_start = time.perf_counter()
@@ -290,12 +271,10 @@ def train(config: Config, run: Run) -> Any:
         }
         if evaluation_due(config, step):
             metrics["accuracy"] = held_out_accuracy(model, tokenizer, task, eval_params, config)
-        last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
         run.maybe_checkpoint(step, stateful)
         if run.call_step_hooks(step, model):
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model

@@ -24,7 +24,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,26 +32,20 @@ import torch.nn.functional as F
 from plainrl.kit.buffers import compute_gae
 from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
+from plainrl.llm.config import PolicyConfig
+from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.policy import (
-    LoraConfig,
-    TrainableWeights,
-    base_model,
-    build_policy,
-    evaluation_due,
-    finish_run,
-    held_out_accuracy,
-    model_prompt,
-)
+from plainrl.llm.policies import TrainableWeights, build_policy, model_prompt
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
 
 
 @dataclass
-class Config(LoraConfig):
-    env: str = "arithmetic"  # the task: prompts, verifier, held-out accuracy
+class Config(PolicyConfig):
+    AUTO_LEARNING_RATES: ClassVar[dict[str, float]] = {"tiny": 1e-5, "lora": 1e-5, "full": 1e-6}
+
     model: str = "tiny"  # the starting policy: an SFT run folder, smollm2-135m, a Hugging Face folder
     reward_model: str = ""  # a `plainrl reward-model` run folder; empty: the verifier rewards below
     rewards: tuple[str, ...] = ("accuracy",)  # accuracy | format | module:function (when no reward_model)
@@ -62,9 +56,7 @@ class Config(LoraConfig):
     prompts_per_step: int = 64  # one completion each
     ppo_epochs: int = 4
     num_minibatches: int = 4
-    learning_rate: float = 0.0  # policy; 0: 1e-5 for built-in models and with LoRA, 1e-6 for all weights
-    critic_learning_rate: float = 0.0  # 0: 2x the policy's
-    max_grad_norm: float = 1.0
+    critic_learning_rate: float | None = None  # None: 2x the policy's
     kl_coef: float = 0.05  # per-token KL penalty to the reference, inside the reward
     gamma: float = 1.0
     gae_lambda: float = 0.95
@@ -73,24 +65,23 @@ class Config(LoraConfig):
     vf_coef: float = 0.1
     whiten_advantages: bool = True
     temperature: float = 1.0
-    max_new_tokens: int = 16
     stop_strings: tuple[str, ...] = ("</answer>",)
     eval_every: int = 10  # PPO steps between held-out evaluations (0: only at the end)
     eval_n: int = 200
     eval_batch_size: int = 200
-    eval_episodes: int = 0  # unused here (a classic-RL field)
 
     def validate(self) -> None:
         super().validate()
-        require(self.prompts_per_step >= 1, f"prompts_per_step = {self.prompts_per_step} must be >= 1")
+        require(
+            1 <= self.prompts_per_step <= 100_000, f"prompts_per_step = {self.prompts_per_step} must be in [1, 100000]"
+        )
         require(self.ppo_epochs >= 1, f"ppo_epochs = {self.ppo_epochs} must be >= 1")
         require(
             1 <= self.num_minibatches <= self.prompts_per_step,
             f"num_minibatches = {self.num_minibatches} must be in [1, prompts_per_step = {self.prompts_per_step}]",
         )
-        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
-        require(self.critic_learning_rate >= 0, f"critic_learning_rate = {self.critic_learning_rate} must be >= 0")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        critic_lr = self.critic_learning_rate
+        require(critic_lr is None or critic_lr > 0, f"critic_learning_rate = {critic_lr} must be > 0 (or none)")
         require(self.kl_coef >= 0, f"kl_coef = {self.kl_coef} must be >= 0")
         require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
         require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
@@ -98,15 +89,7 @@ class Config(LoraConfig):
         require(self.clip_range_value > 0, f"clip_range_value = {self.clip_range_value} must be > 0")
         require(self.vf_coef >= 0, f"vf_coef = {self.vf_coef} must be >= 0")
         require(self.temperature > 0, f"temperature = {self.temperature} must be > 0")
-        require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
         check_reward_fields(self.rewards, self.reward_weights)
-        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
-        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate > 0:
-            return self.learning_rate
-        return 1e-5 if base_model(self.model) == "tiny" or self.lora_rank else 1e-6
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -178,9 +161,10 @@ def ppo_losses(
 
 # ----- the training loop ------------------------------------------------------------------------------------------
 def train(config: Config, run: Run) -> Any:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
-    task = make_task(config.env)
+    task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     critic = ScalarModel(copy.deepcopy(model)).to(device).train()
@@ -201,7 +185,6 @@ def train(config: Config, run: Run) -> Any:
     run.restore(stateful)
     step = run.start_step
 
-    last_accuracy: float | None = None
     while step < config.total_steps:
         # 1. Rollouts: one completion per prompt from the current policy (= pi_old).
         rollout_start = time.perf_counter()
@@ -279,12 +262,10 @@ def train(config: Config, run: Run) -> Any:
         }  # fmt: skip
         if evaluation_due(config, step):
             metrics["accuracy"] = held_out_accuracy(model, tokenizer, task, eval_params, config)
-        last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, {k: v for k, v in metrics.items() if math.isfinite(v) or k.startswith("reward")})
         run.maybe_checkpoint(step, stateful)
         if run.call_step_hooks(step, model):
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model

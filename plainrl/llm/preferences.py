@@ -21,8 +21,9 @@ import torch
 
 from plainrl.kit.config import require
 from plainrl.kit.errors import ConfigError
+from plainrl.llm.config import PolicyConfig
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
-from plainrl.llm.policy import LoraConfig, model_prompt
+from plainrl.llm.policies import model_prompt
 from plainrl.llm.tasks import SPLIT_SEED, Example, Task
 
 
@@ -34,19 +35,16 @@ class PreferencePair:
 
 
 @dataclass
-class PreferenceConfig(LoraConfig):
+class PreferenceConfig(PolicyConfig):
     """Where a reward model's or DPO run's pairs come from (shared fields)."""
 
-    env: str = "arithmetic"  # the task whose verifier builds pairs (and whose held-out accuracy is reported)
     pairs: str = ""  # a {"prompt", "chosen", "rejected"} JSONL file; empty: pairs from the task's verifier
     test_fraction: float = 0.1  # held-out share of a JSONL file's pairs
     pair_prompts: int = 2000  # training prompts sampled for verifier pairs
     pair_test_prompts: int = 500  # held-out prompts sampled for verifier pairs (from the task's test split)
     samples_per_prompt: int = 4
     pair_temperature: float = 1.0
-    max_new_tokens: int = 16
     stop_strings: tuple[str, ...] = ("</answer>",)
-    eval_episodes: int = 0  # unused here (a classic-RL field)
 
     def validate(self) -> None:
         super().validate()
@@ -55,7 +53,6 @@ class PreferenceConfig(LoraConfig):
         require(self.pair_test_prompts >= 1, f"pair_test_prompts = {self.pair_test_prompts} must be >= 1")
         require(self.samples_per_prompt >= 2, f"samples_per_prompt = {self.samples_per_prompt} must be >= 2")
         require(self.pair_temperature > 0, f"pair_temperature = {self.pair_temperature} must be > 0")
-        require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
         require(not self.pairs or Path(self.pairs).is_file(), f"pairs = {self.pairs!r}: no such file")
 
 

@@ -14,11 +14,10 @@ pairs when no `pairs` file is given. PPO (ppo.py) reads a finished run with `loa
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,46 +25,33 @@ from torch import nn
 
 from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
+from plainrl.llm.evaluate import evaluation_due
 from plainrl.llm.generate import positions_from_mask
-from plainrl.llm.policy import (
-    TrainableWeights,
-    base_model,
-    build_policy,
-    check_model_spec,
-    evaluation_due,
-    load_policy,
-)
-from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, tokenize_pairs
+from plainrl.llm.policies import TrainableWeights, build_policy, check_model_spec, load_policy, load_tokenizer
+from plainrl.llm.preferences import PreferenceConfig, load_pairs, pair_batch, preference_data, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
 
 @dataclass
 class Config(PreferenceConfig):
+    AUTO_LEARNING_RATES: ClassVar[dict[str, float]] = {"tiny": 3e-4, "lora": 1e-4, "full": 1e-5}
+
     model: str = "tiny"  # the trunk to start from: an SFT run folder, smollm2-135m, a Hugging Face folder
     pair_model: str = ""  # the policy whose samples the verifier turns into pairs; empty: `model`
     total_steps: int = 300  # optimizer steps
     checkpoint_every: int = 100
     batch_size: int = 64  # pairs per step
-    learning_rate: float = 0.0  # 0: 3e-4 for built-in models, 1e-4 with LoRA, 1e-5 when fine-tuning all weights
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     eval_every: int = 50  # steps between held-out pairwise accuracies (0: only at the end)
+    eval_n: int = 100_000  # held-out pairs per evaluation (all of them, up to this many)
     eval_batch_size: int = 256  # pairs per forward when evaluating
 
     def validate(self) -> None:
         super().validate()
         require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
-        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
         if self.pair_model:
             check_model_spec(self.pair_model)
-
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate > 0:
-            return self.learning_rate
-        return 3e-4 if base_model(self.model) == "tiny" else 1e-4 if self.lora_rank else 1e-5
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -120,10 +106,12 @@ def pairwise_accuracy(reward_model: ScalarModel, tokenized: list, pad_id: int, b
 
 def load_reward_model(run_dir: str | Path, device: torch.device | str) -> tuple[ScalarModel, Any]:
     """(reward model, tokenizer) of a finished `plainrl reward-model` run, in eval mode and frozen."""
-    from plainrl.kit.run import load_checkpoint_file
-    from plainrl.llm.runs import run_config
+    from plainrl.kit.errors import ConfigError
+    from plainrl.kit.run import load_checkpoint_file, read_run_config, saved_config
 
-    _, _, config = run_config(run_dir)
+    if read_run_config(run_dir)["algo"] != "reward-model":
+        raise ConfigError(f"reward_model = {str(run_dir)!r} is not a reward-model run folder")
+    config = saved_config(run_dir, Config)
     backbone, tokenizer = build_policy(config, device)
     reward_model = ScalarModel(backbone).to(device)
     TrainableWeights(reward_model).load_state_dict(load_checkpoint_file(Path(run_dir), map_location=device)["model"])
@@ -131,9 +119,10 @@ def load_reward_model(run_dir: str | Path, device: torch.device | str) -> tuple[
 
 
 def train(config: Config, run: Run) -> ScalarModel:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
-    task = make_task(config.env)
+    task = make_task(config.task)
     policy, tokenizer = build_policy(config, device)
     sampler = load_policy(config.pair_model, device)[0] if config.pair_model else policy
     train_pairs, test_pairs = preference_data(config, task, sampler, tokenizer, run.dir, device)
@@ -149,7 +138,7 @@ def train(config: Config, run: Run) -> ScalarModel:
     step = run.start_step
 
     def held_out() -> float:
-        return pairwise_accuracy(reward_model, test_tokens, tokenizer.pad_id, config.eval_batch_size)
+        return pairwise_accuracy(reward_model, test_tokens[: config.eval_n], tokenizer.pad_id, config.eval_batch_size)
 
     while step < config.total_steps:
         indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)
@@ -174,7 +163,12 @@ def train(config: Config, run: Run) -> ScalarModel:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    accuracy = held_out()
-    (run.dir / "eval.json").write_text(json.dumps({"pairwise_accuracy": accuracy, "n": len(test_tokens), "step": step}))
-    print(f"eval: pairwise accuracy = {accuracy:.4f} on {len(test_tokens)} held-out pairs -> {run.dir / 'eval.json'}")
     return reward_model
+
+
+def final_evaluation(config: Config, reward_model: ScalarModel, run_dir: Path, step: int) -> dict[str, Any]:
+    """eval.json: pairwise accuracy on the run's held-out pairs (saved in the run folder when it began)."""
+    tokenizer = load_tokenizer(config.model)
+    test_tokens = tokenize_pairs(load_pairs(run_dir / "pairs_test.jsonl"), tokenizer)[: config.eval_n]
+    accuracy = pairwise_accuracy(reward_model, test_tokens, tokenizer.pad_id, config.eval_batch_size)
+    return {"pairwise_accuracy": accuracy, "n": len(test_tokens), "step": step}

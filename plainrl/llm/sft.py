@@ -19,75 +19,55 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from plainrl.kit.config import require
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run
+from plainrl.kit.run import Run, seed_everything
+from plainrl.llm.config import PolicyConfig
+from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, pad_sequences
-from plainrl.llm.policy import (
-    LoraConfig,
-    TrainableWeights,
-    build_policy,
-    evaluation_due,
-    finish_run,
-    held_out_accuracy,
-    model_prompt,
-)
+from plainrl.llm.policies import TrainableWeights, build_policy, model_prompt
 from plainrl.llm.tasks import Example, epoch_indices, make_task
 
 
 @dataclass
-class Config(LoraConfig):
-    env: str = "arithmetic"  # the task: arithmetic[:digits=2,ops=+], countdown, or a .jsonl file
-    model: str = "tiny"  # tiny | smollm2-135m | a Hugging Face folder
+class Config(PolicyConfig):
+    AUTO_LEARNING_RATES: ClassVar[dict[str, float]] = {"tiny": 1e-3, "lora": 2e-4, "full": 2e-5}
+
     total_steps: int = 1500  # optimizer steps
     checkpoint_every: int = 500  # optimizer steps
     torch_threads: int = 1  # a tiny model trains fastest on one core (two threads lose to a busy machine)
     batch_size: int = 128  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    learning_rate: float = 0.0  # 0: 1e-3 for tiny, 2e-4 with LoRA, 2e-5 when fine-tuning all weights
     adam_betas: tuple[float, ...] = (0.9, 0.95)
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # the cosine ends at this fraction of learning_rate
     weight_decay: float = 0.1
-    max_grad_norm: float = 1.0
-    eval_every: int = 250  # optimizer steps between held-out evaluations (0: only at the end)
-    eval_n: int = 500  # held-out examples per evaluation (greedy), the final one included
+    eval_every: int = 250  # optimizer steps
+    eval_n: int = 500
     eval_batch_size: int = 250
-    max_new_tokens: int = 16
     stop_at_accuracy: float = 0.0  # > 0: stop once held-out accuracy reaches it (benchmarks)
     tiny_dim: int = 128  # the built-in model's size (--model tiny only)
     tiny_n_layers: int = 4
     tiny_n_heads: int = 4
     tiny_n_kv_heads: int = 2
     tiny_hidden_dim: int = 384
-    eval_episodes: int = 0  # unused here (a classic-RL field)
 
     def validate(self) -> None:
         super().validate()
         require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
         require(self.grad_accum >= 1, f"grad_accum = {self.grad_accum} must be >= 1")
-        require(self.learning_rate >= 0, f"learning_rate = {self.learning_rate} must be >= 0 (0: automatic)")
         require(
             0 <= self.warmup_steps < self.total_steps, f"warmup_steps = {self.warmup_steps} must be in [0, total_steps)"
         )
         require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
         require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio = {self.min_lr_ratio} must be in [0, 1]")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
-        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
-        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-        require(self.max_new_tokens >= 1, f"max_new_tokens = {self.max_new_tokens} must be >= 1")
         require(self.tiny_dim % self.tiny_n_heads == 0, "tiny_dim must be a multiple of tiny_n_heads")
         require(self.tiny_n_heads % self.tiny_n_kv_heads == 0, "tiny_n_heads must be a multiple of tiny_n_kv_heads")
-
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate > 0:
-            return self.learning_rate
-        return 1e-3 if self.model == "tiny" else 2e-4 if self.lora_rank else 2e-5
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -136,9 +116,10 @@ def micro_batch_indices(step: int, micro: int, config: Config, n_examples: int) 
 
 
 def train(config: Config, run: Run) -> Any:
+    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
-    task = make_task(config.env)
+    task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -156,7 +137,6 @@ def train(config: Config, run: Run) -> Any:
     step = run.start_step
 
     accuracy = float("nan")
-    last_accuracy: float | None = None
     while step < config.total_steps:
         step_start = time.perf_counter()
         lr = learning_rate_at(step, config)
@@ -183,7 +163,6 @@ def train(config: Config, run: Run) -> Any:
         if evaluation_due(config, step):
             accuracy = held_out_accuracy(model, tokenizer, task, eval_params, config)
             metrics["accuracy"] = accuracy
-        last_accuracy = metrics.get("accuracy")  # None unless evaluated at this step
         run.log(step, metrics)
         if config.stop_at_accuracy > 0 and metrics.get("accuracy", 0.0) >= config.stop_at_accuracy:
             print(f"step {step}: held-out accuracy {accuracy:.3f} >= {config.stop_at_accuracy}, stopping")
@@ -193,5 +172,4 @@ def train(config: Config, run: Run) -> Any:
             break
     run.maybe_checkpoint(step, stateful, final=True)
 
-    finish_run(model, tokenizer, task, eval_params, config, run.dir, step, accuracy=last_accuracy)
     return model

@@ -31,7 +31,7 @@ a draft step relative to a target forward: K = argmax_k E[tokens per round] / (1
 E[tokens per round] = (1 - a^(k+1)) / (1 - a).
 
     rollout, stats = speculative_generate(target, draft, tokenizer, prompt_ids, params, k=4, generator=g)
-    rollout: generate.Rollout, log-probs from the target;  stats.acceptance_rate: accepted / proposed drafts
+    rollout: sampling.Rollout, log-probs from the target;  stats.acceptance_rate: accepted / proposed drafts
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from plainrl.kit.errors import PlainRLError
-from plainrl.llm.generate import Rollout, SamplingParams, cut_at_stop, filter_logits, pad_sequences
+from plainrl.llm.sampling import Rollout, SamplingParams, cut_at_stop, filter_logits, pad_sequences
 
 
 @dataclass

@@ -41,6 +41,7 @@ class Example:
     answer: str
     target: str  # the completion SFT trains on
     columns: dict[str, Any] = field(default_factory=dict)  # extra dataset columns, for TRL-style rewards
+    line: int = 0  # its line in a .jsonl file (0: not from a file)
 
 
 def tagged_answer(completion: str) -> str | None:
@@ -270,7 +271,7 @@ class JsonlTask(Task):
                 raise ConfigError(f'{path}:{number} needs "prompt" and "answer" keys')
             columns = {k: v for k, v in row.items() if k not in ("prompt", "answer", "target")}
             answer = str(row["answer"])
-            examples.append(Example(str(row["prompt"]), answer, str(row.get("target", answer)), columns))
+            examples.append(Example(str(row["prompt"]), answer, str(row.get("target", answer)), columns, number))
         if len(examples) < 2:
             raise ConfigError(f"task file {str(path)!r} needs at least 2 examples")
         random.Random(seed).shuffle(examples)
@@ -283,10 +284,26 @@ class JsonlTask(Task):
 
 
 TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}
+PYTHON_TASKS: dict[str, Task] = {}  # Task objects given to plainrl.train in this process, by their config name
+
+
+def register_task(task: Task) -> str:
+    """The config name of a Task object given from Python ('python:ClassName'), valid in this process."""
+    for name, known in PYTHON_TASKS.items():
+        if known is task:
+            return name
+    name = f"python:{type(task).__name__}"
+    name = name if name not in PYTHON_TASKS else f"{name}-{len(PYTHON_TASKS)}"
+    PYTHON_TASKS[name] = task
+    return name
 
 
 def make_task(spec: str) -> Task:
     """'arithmetic', 'arithmetic:digits=3,ops=+-*', 'countdown:numbers=4', or a path to a .jsonl file."""
+    if spec in PYTHON_TASKS:
+        return PYTHON_TASKS[spec]
+    if spec.startswith("python:"):
+        raise ConfigError(f"task {spec!r} was a Task object of another Python process: pass task= again")
     name, _, options = spec.partition(":")
     if name.endswith(".jsonl") or (name not in TASKS and Path(name).suffix):
         kwargs = parse_options(options, spec)
@@ -299,6 +316,24 @@ def make_task(spec: str) -> Task:
         return TASKS[name](**parse_options(options, spec))
     except TypeError as err:
         raise ConfigError(f"bad option in task {spec!r}: {err}") from None
+
+
+def check_alphabet(task: Task, tokenizer: Any, spec: str) -> None:
+    """A character the tokenizer cannot write (the built-in one knows printable ASCII) stops the run before it starts,
+    naming the example (the line, in a .jsonl file) and the character."""
+    alphabet = getattr(tokenizer, "ids", None)
+    if alphabet is None:  # Hugging Face tokenizers cover every character
+        return
+    for split, examples in (("train", task.train), ("test", task.test)):
+        for index, example in enumerate(examples):
+            for text in (example.prompt, example.target):
+                bad = next((c for c in text if c not in alphabet), None)
+                if bad is not None:
+                    where = f"line {example.line}" if example.line else f"{split} example {index + 1}"
+                    raise ConfigError(
+                        f"task {spec!r}, {where}: character {bad!r} is outside the built-in tokenizer's alphabet "
+                        "(printable ASCII and newline); use a Hugging Face model or remove it"
+                    )
 
 
 def parse_options(options: str, spec: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Tabular reinforcement learning on small discrete worlds: where a learner starts.
 
     gridworld.py                   the GridWorld environment (plainrl/GridWorld-v0)
-    tables.py                      what the methods share: Q-table agent, epsilon-greedy, the model, EpisodeLoop
+    models.py                      the model dynamic programming needs: Model, model_of, q_from_v, the env checks
+    tables.py                      what the methods share: configs, Q-table agent, epsilon-greedy, EpisodeLoop
     dp.py                          dynamic programming: policy improvement and evaluation
       value_iteration.py, policy_iteration.py, truncated_policy_iteration.py
     mc.py                          Monte Carlo: mean estimation, returns of an episode
@@ -9,6 +10,9 @@
     td.py                          temporal-difference learning: the shared config and the TD targets
       sarsa.py (tabular_sarsa), expected_sarsa.py, n_step_sarsa.py, q_learning.py
     plots.py                       values.png: state values with the greedy policy's arrows
+
+Imports point one way: the methods import tables.py, which imports plots.py, which imports models.py
+(gridworld.py imports none of them).
 
 docs/tabular.md puts each algorithm's pseudocode beside the code.
 """

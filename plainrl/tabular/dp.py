@@ -7,7 +7,7 @@ All three repeat the same two steps and differ only in how far they evaluate (Zh
                          iteration), or until it stops changing, i.e. solving v = r_pi + gamma P_pi v
                          exactly (policy iteration)
 
-They need the model (tables.Model, read from the env's P) and no samples. In a run, one step is one
+They need the model (models.Model, read from the env's P) and no samples. In a run, one step is one
 iteration (improvement + evaluation): total_steps caps the iterations, and the run stops early once no state
 value changes by more than theta. gamma must be below 1, so that every policy has finite values.
 """
@@ -23,7 +23,9 @@ import numpy as np
 from plainrl.kit.config import require
 from plainrl.kit.envs import make_env
 from plainrl.kit.run import Run
-from plainrl.tabular.tables import Model, QTableAgent, TabularConfig, build_agent, model_of, q_from_v
+from plainrl.tabular.models import Model, model_of, q_from_v
+from plainrl.tabular.plots import draw_dp_curve, draw_values
+from plainrl.tabular.tables import QTableAgent, TabularConfig, build_agent
 
 
 @dataclass
@@ -123,8 +125,6 @@ def train(config: DPConfig, run: Run, iteration: Iteration) -> QTableAgent:
 
     result = solve(model, iteration, config, v, run.start_step, after_iteration)
     run.maybe_checkpoint(result.iterations, {"agent": agent, "v": result.v}, final=True)
-    from plainrl.tabular.plots import draw_dp_curve, draw_values
-
     draw_values(run.dir / "values.png", config.env, agent.table(), title=f"{run.algo} on {config.env}")
     draw_dp_curve(run.dir)
     return agent

@@ -27,6 +27,7 @@ import numpy as np
 from plainrl.kit.config import require
 from plainrl.kit.run import Run
 from plainrl.tabular import mc
+from plainrl.tabular.models import check_settable_state
 from plainrl.tabular.plots import draw_pictures
 from plainrl.tabular.tables import (
     ACTION_SPACES,
@@ -35,7 +36,6 @@ from plainrl.tabular.tables import (
     ModelFreeConfig,
     QTableAgent,
     build_agent,
-    check_settable_state,
 )
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]

@@ -24,6 +24,7 @@ from typing import Any
 
 from plainrl.kit.run import Run
 from plainrl.tabular import mc
+from plainrl.tabular.models import check_settable_state
 from plainrl.tabular.plots import draw_pictures
 from plainrl.tabular.tables import (
     ACTION_SPACES,
@@ -31,7 +32,6 @@ from plainrl.tabular.tables import (
     EpisodeLoop,
     QTableAgent,
     build_agent,
-    check_settable_state,
     greedy_action,
 )
 

@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from plainrl.kit.envs import make_env  # noqa: E402
 from plainrl.kit.plots import plot_run, read_metrics  # noqa: E402
-from plainrl.tabular.tables import has_model, model_of  # noqa: E402
+from plainrl.tabular.models import has_model, model_of  # noqa: E402
 
 UP, RIGHT, DOWN, LEFT = (-1, 0), (0, 1), (1, 0), (0, -1)  # (row change, column change)
 CELL_STYLE = {  # how a cell's kind is outlined

@@ -23,8 +23,9 @@ import numpy as np
 from plainrl.kit.config import require
 from plainrl.kit.run import Run
 from plainrl.tabular import dp
+from plainrl.tabular.models import Model, check_model
 from plainrl.tabular.plots import draw_pictures
-from plainrl.tabular.tables import ACTION_SPACES, OBSERVATION_SPACES, Model, QTableAgent, build_agent, check_model
+from plainrl.tabular.tables import ACTION_SPACES, OBSERVATION_SPACES, QTableAgent, build_agent
 
 __all__ = ["ACTION_SPACES", "OBSERVATION_SPACES", "Config", "PRESETS", "build_agent", "draw_pictures", "train"]
 

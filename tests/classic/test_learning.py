@@ -2,11 +2,10 @@
 far above a random policy's ~20. A sign flip in a loss, a broken target or a broken GAE keeps it near 20.
 (Full budgets reach 475+: see docs/benchmarks.md.)"""
 
-import json
 
 import pytest
 
-from plainrl.kit import training
+import plainrl
 
 DQN_SHORT = ["total_steps=12000", "gradient_steps=64", "exploration_fraction=0.2", "learning_starts=500"]
 CASES = [
@@ -23,6 +22,6 @@ CASES = [
 @pytest.mark.slow
 @pytest.mark.parametrize("algo, settings, threshold", CASES, ids=["reinforce", "a2c", "sarsa", "dqn", "double_dqn"])
 def test_learns_cartpole(algo, settings, threshold, tmp_path):
-    run_dir = training.train_new(algo, env="CartPole-v1", run_dir=tmp_path / "run", show_progress=False,
-                                 set_items=[*settings, "eval_episodes=10"], flags={"seed": 0})  # fmt: skip
-    assert json.loads((run_dir / "eval.json").read_text())["mean_return"] >= threshold
+    run = plainrl.train(algo, env="CartPole-v1", run_dir=tmp_path / "run", progress=False,
+                                 set_items=[*settings, "eval_episodes=10"], seed=0)  # fmt: skip
+    assert run.eval["mean_return"] >= threshold

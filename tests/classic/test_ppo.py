@@ -1,11 +1,10 @@
-import json
 import math
 
 import pytest
 import torch
 
+import plainrl
 from plainrl.classic import ppo
-from plainrl.kit import training
 from plainrl.kit.config import build_config
 from plainrl.kit.run import Run
 
@@ -51,48 +50,48 @@ def test_bad_hyperparameters_are_rejected():
         ("num_minibatches=10000", "num_minibatches = 10000 must be in"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            build_config(ppo.Config, ppo.PRESETS, "CartPole-v1", set_items=[item])
+            build_config(ppo.Config, ppo.PRESETS, {"env": "CartPole-v1"}, set_items=[item])
 
 
 @pytest.mark.slow
 def test_ppo_learns_cartpole(tmp_path):
     """Seeded learning test: a broken loss sign or GAE keeps the return near 20, far from the threshold."""
-    run_dir = training.train_new(
-        "ppo", env="CartPole-v1", run_dir=tmp_path / "run", show_progress=False,
-        set_items=["eval_episodes=10"], flags={"seed": 0},  # the full CartPole preset (100k steps, ~20 s)
+    run = plainrl.train(
+        "ppo", env="CartPole-v1", run_dir=tmp_path / "run", progress=False,
+        set_items=["eval_episodes=10"], seed=0,  # the full CartPole preset (100k steps, ~20 s)
     )  # fmt: skip
-    result = json.loads((run_dir / "eval.json").read_text())
+    result = run.eval
     assert result["episodes"] == 10
     assert result["mean_return"] >= 475
 
 
 def test_saved_run_evaluates_with_its_observation_statistics(tmp_path):
     """CleanRL #425 / SB3 #468: `plainrl eval` must use the normalisation statistics the run trained with."""
-    config = build_config(ppo.Config, ppo.PRESETS, "CartPole-v1",
+    config = build_config(ppo.Config, ppo.PRESETS, {"env": "CartPole-v1"},
                           set_items=["total_steps=2048", "normalize_obs=true", "eval_episodes=0"])  # fmt: skip
     with Run.create("ppo", config, tmp_path, show_progress=False) as run:
         agent = ppo.train(config, run)
     assert agent.obs_normalizer.count.item() > 1000  # statistics really moved during training
-    _, loaded = training.load_agent(tmp_path)
+    loaded = plainrl.load(tmp_path).module
     assert torch.equal(loaded.obs_normalizer.mean, agent.obs_normalizer.mean)
     assert torch.equal(loaded.obs_normalizer.var, agent.obs_normalizer.var)
     obs = torch.randn(16, 4)
     assert torch.equal(loaded.act(obs, deterministic=True), agent.act(obs, deterministic=True))
-    from plainrl.kit.evaluate import agent_policy, evaluate
+    from plainrl.kit.evaluate import agent_policy, evaluate_episodes
 
-    expected = evaluate(agent_policy(agent), "CartPole-v1", 3, config.seed)
-    assert training.evaluate_run(tmp_path, episodes=3) == expected
+    expected = evaluate_episodes(agent_policy(agent), "CartPole-v1", 3, config.seed)
+    assert plainrl.evaluate(tmp_path, episodes=3) == expected
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
 def test_continuous_actions_train_and_evaluate(algo, tmp_path):
     """Box actions: Gaussian head, clipped env actions, normalisation on; the run completes with finite numbers."""
-    run_dir = training.train_new(
-        algo, env="Pendulum-v1", run_dir=tmp_path / "run", show_progress=False,
+    run = plainrl.train(
+        algo, env="Pendulum-v1", run_dir=tmp_path / "run", progress=False,
         set_items=["total_steps=2048", "num_envs=2", "num_steps=64", "eval_episodes=1"],
     )  # fmt: skip
-    result = json.loads((run_dir / "eval.json").read_text())
+    result = run.eval
     assert -2000 < result["mean_return"] <= 0  # Pendulum's returns are negative, 200 steps of at most -16.3
-    _, agent = training.load_agent(run_dir)
+    agent = plainrl.load(run.path).module
     assert agent.head.log_std.shape == (1,)
     assert agent.obs_normalizer.count.item() > 1000  # the Pendulum preset normalises observations

@@ -90,12 +90,11 @@ def test_alpha_rises_when_entropy_is_below_target():
 @pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5"])
 def test_mujoco_presets_train_and_evaluate(env_id, tmp_path):
     pytest.importorskip("mujoco", reason="MuJoCo envs need `pip install plainrl[mujoco]`")
-    import json
 
-    from plainrl.kit import training
+    import plainrl
 
     settings = ["total_steps=300", "learning_starts=200", "batch_size=32", "hidden_sizes=[16,16]", "eval_episodes=1"]
-    run_dir = training.train_new("sac", env=env_id, run_dir=tmp_path / "run", show_progress=False,
-                                 set_items=settings, flags={"seed": 0})  # fmt: skip
+    run = plainrl.train("sac", env=env_id, run_dir=tmp_path / "run", progress=False,
+                                 set_items=settings, seed=0)  # fmt: skip
     assert sac.PRESETS[env_id]["learning_starts"] == 10_000
-    assert math.isfinite(json.loads((run_dir / "eval.json").read_text())["mean_return"])
+    assert math.isfinite(run.eval["mean_return"])

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from plainrl.kit.config import BaseConfig
+from plainrl.kit.config import EnvConfig
 from plainrl.kit.errors import PlainRLError
 from plainrl.kit.run import NonFiniteError, Run, read_run_config
 
 
-def config(**kw) -> BaseConfig:
-    return BaseConfig(**{"total_steps": 100, "checkpoint_every": 10, **kw})
+def config(**kw) -> EnvConfig:
+    return EnvConfig(**{"total_steps": 100, "checkpoint_every": 10, **kw})
 
 
 def test_run_folder_has_resolved_config_metrics_tensorboard_and_curve(tmp_path):
@@ -41,9 +41,9 @@ def test_checkpoint_round_trip_restores_state_rng_and_truncates_metrics(tmp_path
 
     resumed = Run.resume(tmp_path, config(), show_progress=False)
     assert resumed.start_step == 10
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
     copy = torch.nn.Linear(3, 2)
-    assert resumed.restore({"agent": copy})
+    assert resumed.restore({"agent": copy})  # restores the random number generators too
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
     assert all(torch.equal(a, b) for a, b in zip(copy.state_dict().values(), model.state_dict().values(), strict=True))
     resumed.log(20, {"loss": 3.0})
     resumed.close()
@@ -67,7 +67,9 @@ def test_stop_request_writes_a_checkpoint_then_raises(tmp_path):
     with pytest.raises(PlainRLError, match="interrupted at step 30.*plainrl resume"):
         run.maybe_checkpoint(30, {"agent": torch.nn.Linear(1, 1)})
     run.close()
-    assert Run.resume(tmp_path, config(), show_progress=False).start_step == 30
+    resumed = Run.resume(tmp_path, config(), show_progress=False)
+    assert resumed.start_step == 30
+    resumed.close()
 
 
 def test_nan_metric_is_reported_not_logged(tmp_path):

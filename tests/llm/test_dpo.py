@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
+import plainrl
 from plainrl.llm import dpo
-from plainrl.llm.policy import load_policy
+from plainrl.llm.policies import load_policy
 from plainrl.llm.preferences import PreferencePair, pair_batch, sequence_logprob_sums, tokenize_pairs
 
 
@@ -66,16 +67,18 @@ def write_pairs(path):
 def test_dpo_learns_the_preferred_completions(tmp_path):
     """From an untrained tiny model (held-out pairs ranked at chance), 20 DPO steps rank >= 90% of the held-out
     pairs right. A flipped loss sign ranks them wrong instead."""
-    from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
-
     pairs_file = tmp_path / "pairs.jsonl"
     write_pairs(pairs_file)
     settings = [f"pairs={str(pairs_file)!r}", "eval_every=10", "eval_n=10", "learning_rate=1e-3", "batch_size=32",
                 "test_fraction=0.2", "max_new_tokens=3", "beta=0.5"]  # fmt: skip
-    config = build_config(dpo.Config, {}, "arithmetic:digits=1,n_test=10", None, settings, {"total_steps": 20})
-    with Run.create("dpo", config, tmp_path / "run", show_progress=False) as run:
-        dpo.train(config, run)
+    plainrl.train(
+        "dpo",
+        task="arithmetic:digits=1,n_test=10",
+        total_steps=20,
+        set_items=settings,
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
     with (tmp_path / "run" / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     held_out = [float(r["held_out_preference_accuracy"]) for r in rows if r["accuracy"]]

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
+import plainrl
 from plainrl.llm import grpo
 from plainrl.llm.generate import SamplingParams, generate
-from plainrl.llm.policy import load_policy
+from plainrl.llm.policies import load_policy
 
 
 def test_kl_estimators_against_the_exact_kl_of_two_categoricals():
@@ -105,14 +106,16 @@ def test_grpo_learns_a_verifiable_reward(tmp_path):
     ratio and clipping are exercised too."""
     import csv
 
-    from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
-
     settings = ["eval_every=0", "eval_n=10", "max_new_tokens=8", "beta=0.01", "prompts_per_step=8", "group_size=8",
                 "learning_rate=3e-3", "num_iterations=2", 'rewards=["tests.llm.test_grpo:digit_fraction"]']  # fmt: skip
-    config = build_config(grpo.Config, {}, "arithmetic:digits=1,n_test=10", None, settings, {"total_steps": 12})
-    with Run.create("grpo", config, tmp_path, show_progress=False) as run:
-        grpo.train(config, run)
+    plainrl.train(
+        "grpo",
+        task="arithmetic:digits=1,n_test=10",
+        total_steps=12,
+        set_items=settings,
+        run_dir=tmp_path,
+        progress=False,
+    )
     with (tmp_path / "metrics.csv").open() as f:
         rewards = [float(row["reward"]) for row in csv.DictReader(f)]
     assert rewards[0] < 0.2

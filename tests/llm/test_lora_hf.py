@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import plainrl
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
 from plainrl.llm.lora import LoRALinear, apply_lora, load_adapters, lora_layers, merge_lora, save_adapters, unmerge_lora
 from plainrl.llm.model import ModelConfig, Transformer
@@ -124,9 +125,7 @@ def test_smollm2_greedy_matches_transformers_generate():
 @pytest.mark.parametrize("trainer", ["sft", "grpo", "ppo-llm", "dpo", "reward-model"])
 @pytest.mark.parametrize("setting, message", [("lora_rank=-1", "lora_rank = -1"), ("lora_dropout=1.0", "lora_dropout")])
 def test_every_llm_trainer_checks_its_lora_fields(trainer, setting, message):
-    from plainrl.kit.config import build_config
     from plainrl.kit.errors import ConfigError
-    from plainrl.llm import runs
 
     with pytest.raises(ConfigError, match=message):
-        build_config(runs.trainer(trainer).Config, {}, "arithmetic", None, [setting], {})
+        plainrl.train(trainer, set_items=[setting], progress=False)

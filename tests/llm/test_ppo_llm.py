@@ -6,9 +6,10 @@ import csv
 import pytest
 import torch
 
+import plainrl
 from plainrl.llm import ppo
 from plainrl.llm.generate import SamplingParams, generate
-from plainrl.llm.policy import load_policy
+from plainrl.llm.policies import load_policy
 from plainrl.llm.reward_model import ScalarModel
 
 
@@ -87,15 +88,17 @@ def digit_fraction(prompt: str, completion: str, answer: str) -> float:
 def test_ppo_learns_a_verifiable_reward(tmp_path):
     """From an untrained tiny model (digit share ~0.1), 12 PPO steps push the reward to >= 0.5; with the
     advantage sign flipped it falls instead."""
-    from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
-
     settings = ["eval_every=0", "eval_n=10", "max_new_tokens=8", "prompts_per_step=32", "learning_rate=3e-3",
                 "ppo_epochs=2", "num_minibatches=2", "kl_coef=0.01", "stop_strings=[]",
                 'rewards=["tests.llm.test_ppo_llm:digit_fraction"]']  # fmt: skip
-    config = build_config(ppo.Config, {}, "arithmetic:digits=1,n_test=10", None, settings, {"total_steps": 12})
-    with Run.create("ppo-llm", config, tmp_path, show_progress=False) as run:
-        ppo.train(config, run)
+    plainrl.train(
+        "ppo-llm",
+        task="arithmetic:digits=1,n_test=10",
+        total_steps=12,
+        set_items=settings,
+        run_dir=tmp_path,
+        progress=False,
+    )
     with (tmp_path / "metrics.csv").open() as f:
         rewards = [float(row["reward"]) for row in csv.DictReader(f)]
     assert rewards[0] < 0.2

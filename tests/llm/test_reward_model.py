@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import plainrl
 from plainrl.llm import reward_model
 from plainrl.llm.generate import SamplingParams, pad_sequences
-from plainrl.llm.policy import load_policy
+from plainrl.llm.policies import load_policy
 from plainrl.llm.preferences import verifier_pairs
 from plainrl.llm.tasks import make_task
 
@@ -74,16 +75,18 @@ def write_pairs(path):
 
 def test_reward_model_learns_held_out_preferences(tmp_path):
     """20 steps from an untrained trunk rank >= 90% of held-out pairs right; a flipped loss ranks them wrong."""
-    from plainrl.kit.config import build_config
-    from plainrl.kit.run import Run
-
     pairs_file = tmp_path / "pairs.jsonl"
     write_pairs(pairs_file)
     settings = [f"pairs={str(pairs_file)!r}", "eval_every=10", "learning_rate=1e-3", "batch_size=32",
                 "test_fraction=0.2"]  # fmt: skip
-    config = build_config(reward_model.Config, {}, "arithmetic:digits=1,n_test=10", None, settings, {"total_steps": 20})
-    with Run.create("reward-model", config, tmp_path / "run", show_progress=False) as run:
-        reward_model.train(config, run)
+    plainrl.train(
+        "reward-model",
+        task="arithmetic:digits=1,n_test=10",
+        total_steps=20,
+        set_items=settings,
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
     evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert evaluation["n"] == 20 and evaluation["pairwise_accuracy"] >= 0.9
     with (tmp_path / "run" / "metrics.csv").open() as f:

@@ -6,10 +6,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import plainrl
 from plainrl.cli import app
-from plainrl.kit.config import build_config
-from plainrl.kit.run import Run, RunInterrupted, load_checkpoint_file
-from plainrl.llm import runs, sft
+from plainrl.kit.run import RunInterrupted, load_checkpoint_file
+from plainrl.llm import sft
+from tests.helpers import interrupt_at
 
 runner = CliRunner()
 SMALL = ["tiny_dim=32", "tiny_n_layers=2", "tiny_hidden_dim=64", "batch_size=32", "warmup_steps=2", "eval_n=20"]
@@ -52,15 +53,13 @@ def test_sft_cli_learns_a_tiny_task_and_eval_llm_reads_the_run(tmp_path):
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
-    config = build_config(sft.Config, {}, "arithmetic:digits=1,n_test=10", None, [*SMALL, "eval_every=0"],
-                          {"total_steps": 12, "checkpoint_every": 100})  # fmt: skip
-    with Run.create("sft", config, tmp_path / "straight", show_progress=False) as run:
-        sft.train(config, run)
-    with pytest.raises(RunInterrupted), Run.create("sft", config, tmp_path / "cut", show_progress=False) as run:
-        run.step_hooks.append(lambda step, model: setattr(run, "stop_requested", step == 5) and False)
-        sft.train(config, run)
-    assert load_checkpoint_file(tmp_path / "cut")["step"] == 6  # the stop is honoured at the next step
-    runs.resume(tmp_path / "cut", show_progress=False)
+    run = dict(task="arithmetic:digits=1,n_test=10", total_steps=12, checkpoint_every=100, progress=False,
+               set_items=[*SMALL, "eval_every=0"])  # fmt: skip
+    plainrl.train("sft", run_dir=tmp_path / "straight", **run)
+    with pytest.raises(RunInterrupted):  # Ctrl-C after step 5: the stop is honoured at the next step
+        plainrl.train("sft", run_dir=tmp_path / "cut", callbacks=[interrupt_at(5)], **run)
+    assert load_checkpoint_file(tmp_path / "cut")["step"] == 6
+    plainrl.resume(tmp_path / "cut", progress=False)
     straight = load_checkpoint_file(tmp_path / "straight")["model"]
     resumed = load_checkpoint_file(tmp_path / "cut")["model"]
     assert straight.keys() == resumed.keys()
@@ -69,10 +68,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
 
 
 def test_lora_sft_on_the_builtin_model_saves_adapters(tmp_path):
-    config = build_config(sft.Config, {}, "arithmetic:digits=1,n_test=10", None, [*SMALL, "eval_every=0"],
-                          {"total_steps": 3, "lora_rank": 2})  # fmt: skip
-    with Run.create("sft", config, tmp_path / "lora", show_progress=False) as run:
-        sft.train(config, run)
+    plainrl.train("sft", task="arithmetic:digits=1,n_test=10", total_steps=3, lora_rank=2, run_dir=tmp_path / "lora",
+                  set_items=[*SMALL, "eval_every=0"], progress=False)  # fmt: skip
     assert (tmp_path / "lora" / "adapter" / "adapter.safetensors").is_file()
     saved = load_checkpoint_file(tmp_path / "lora")["model"]
     assert saved and all("lora_" in name for name in saved)
@@ -97,20 +94,18 @@ def test_bad_llm_input_gives_one_clear_line(args, message, tmp_path):
 
 def test_the_last_step_is_evaluated_once(tmp_path, monkeypatch):
     """eval.json reuses the loop's evaluation of the last step instead of decoding the held-out set again."""
-    from plainrl.llm import policy
+    from plainrl.llm import evaluate
 
     calls = []
-    real = policy.evaluate_policy
+    real = evaluate.evaluate_policy
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(policy, "evaluate_policy", counting)
-    config = build_config(sft.Config, {}, "arithmetic:digits=1,n_test=10", None, [*SMALL, "eval_every=2"],
-                          {"total_steps": 4})  # fmt: skip
-    with Run.create("sft", config, tmp_path, show_progress=False) as run:
-        sft.train(config, run)
+    monkeypatch.setattr(evaluate, "evaluate_policy", counting)
+    plainrl.train("sft", task="arithmetic:digits=1,n_test=10", total_steps=4, set_items=[*SMALL, "eval_every=2"],
+                  run_dir=tmp_path, progress=False)  # fmt: skip
     assert len(calls) == 2  # steps 2 and 4
     logged = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
     accuracy_column = logged[0].index("accuracy")

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import plainrl
+
 from plainrl.kit.errors import PlainRLError
 from plainrl.llm import speculative
 from plainrl.llm.generate import SamplingParams, completion_logprobs, generate
@@ -170,7 +172,7 @@ def test_generate_command_prints_text_speed_and_acceptance():
 
 
 def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path):
-    from plainrl.llm.policy import load_policy
+    from plainrl.llm.policies import load_policy
     from plainrl.llm.runs import train_new
 
     settings = [

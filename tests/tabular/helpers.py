@@ -8,7 +8,7 @@ from plainrl.kit.config import build_config
 from plainrl.kit.envs import make_env
 from plainrl.kit.registry import load_algorithm
 from plainrl.tabular import dp, value_iteration
-from plainrl.tabular.tables import Model, model_of
+from plainrl.tabular.models import Model, model_of
 
 
 def optimal(env_id: str, gamma: float) -> tuple[Model, dp.DPResult]:
@@ -36,6 +36,6 @@ def greedy_path(model: Model, q: np.ndarray, start: int, max_steps: int = 100) -
 def train(algo: str, env_id: str, seed: int = 0, **overrides) -> np.ndarray:
     """Q learned by `algo` with its preset for env_id, `overrides` on top; no run folder."""
     module = load_algorithm(algo)
-    config = build_config(module.Config, module.PRESETS, env_id, set_items=[f"{k}={v}" for k, v in overrides.items()],
-                          flags={"seed": seed})  # fmt: skip
+    settings = [f"{k}={v}" for k, v in overrides.items()]
+    config = build_config(module.Config, module.PRESETS, {"env": env_id, "seed": seed}, set_items=settings)
     return module.train(config).q.detach().numpy()

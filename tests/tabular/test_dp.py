@@ -5,7 +5,7 @@ import pytest
 
 from plainrl.kit.envs import make_env
 from plainrl.tabular import dp, policy_iteration, truncated_policy_iteration, value_iteration
-from plainrl.tabular.tables import model_of, q_from_v
+from plainrl.tabular.models import model_of, q_from_v
 
 from .helpers import greedy_path
 

@@ -6,7 +6,8 @@ import pytest
 from plainrl.kit.config import build_config
 from plainrl.kit.envs import make_env
 from plainrl.tabular import dp, mc, mc_epsilon_greedy
-from plainrl.tabular.tables import EpisodeLoop, model_of
+from plainrl.tabular.models import model_of
+from plainrl.tabular.tables import EpisodeLoop
 
 from .helpers import greedy_path, greedy_policy_value, optimal, train
 
@@ -44,7 +45,7 @@ def test_averaging_returns_evaluates_a_policy_like_dp():
     for _ in range(500):
         v = (pi * (model.R + gamma * model.P @ v)).sum(1)
     q_pi = model.R + gamma * model.P @ v
-    config = build_config(mc_epsilon_greedy.Config, {}, env_id, set_items=["max_episode_steps=40"])
+    config = build_config(mc_epsilon_greedy.Config, {}, {"env": env_id}, set_items=["max_episode_steps=40"])
     loop = EpisodeLoop(config, tables=mc.RETURN_TABLES)
     cumulative = pi.cumsum(1)
 

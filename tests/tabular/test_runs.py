@@ -1,6 +1,5 @@
 """Tabular methods as runs: the CLI, the run folder and its pictures, checkpoints and resuming, bad input."""
 
-import json
 import time
 
 import gymnasium as gym
@@ -9,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import plainrl
 from plainrl.cli import app
-from plainrl.kit import training
-from plainrl.kit.evaluate import evaluate
 from plainrl.kit.run import RunInterrupted, load_checkpoint_file
+from tests.helpers import interrupt_at
 
 runner = CliRunner()
 
@@ -28,20 +27,20 @@ def test_q_learning_on_gridworld_from_the_cli_finishes_in_seconds_with_pictures(
     for name in ["config.toml", "metrics.csv", "curve.png", "values.png", "eval.json", "checkpoints/latest.pt"]:
         assert (run_dir / name).stat().st_size > 0, name
     # 100-step episodes from a random free cell: reach the target in at most 11 steps, then stay (+1 a step).
-    assert json.loads((run_dir / "eval.json").read_text())["mean_return"] > 85
-    (run_dir / "values.png").unlink()
+    assert run.eval["mean_return"] > 85
+    (run.path / "values.png").unlink()
     result = runner.invoke(app, ["plot", str(run_dir), "--out", str(tmp_path / "curves.png")])
     assert result.exit_code == 0, result.output
-    assert (run_dir / "values.png").stat().st_size > 1000 and "values.png" in result.output
+    assert (run.path / "values.png").stat().st_size > 1000 and "values.png" in result.output
 
 
 @pytest.mark.parametrize("algo", ["value_iteration", "policy_iteration", "truncated_policy_iteration"])
 def test_dynamic_programming_runs_draw_values_and_convergence(algo, tmp_path):
-    run_dir = training.train_new(algo, env="CliffWalking-v1", run_dir=tmp_path / "run", show_progress=False,
+    run = plainrl.train(algo, env="CliffWalking-v1", run_dir=tmp_path / "run", progress=False,
                                  set_items=["eval_episodes=1"])  # fmt: skip
-    assert (run_dir / "values.png").exists() and (run_dir / "curve.png").exists()
-    assert json.loads((run_dir / "eval.json").read_text())["mean_return"] == -13  # the cliff edge
-    _, agent = training.load_agent(run_dir)
+    assert (run.path / "values.png").exists() and (run.path / "curve.png").exists()
+    assert run.eval["mean_return"] == -13  # the cliff edge
+    agent = plainrl.load(run.path).module
     assert agent.act(torch.tensor([36.0]), deterministic=True).tolist() == [0]  # up, off the start
 
 
@@ -57,27 +56,15 @@ def test_pictures_for_every_grid(tmp_path):
 def test_interrupted_run_resumes_to_the_same_table(tmp_path):
     """Checkpoints hold Q, the tables and the RNG: stopping half-way and resuming gives the uninterrupted Q."""
     settings = ["total_steps=6000", "checkpoint_every=1000", "eval_episodes=0"]
-    straight = training.train_new("mc_exploring_starts", env="plainrl/GridWorld-v0", run_dir=tmp_path / "straight",
-                                  set_items=settings, show_progress=False)  # fmt: skip
+    straight = plainrl.train("mc_exploring_starts", env="plainrl/GridWorld-v0", run_dir=tmp_path / "straight",
+                                  set_items=settings, progress=False)  # fmt: skip
 
-    def stop_half_way(step, agent):
-        if step >= 3000:
-            training_run.stop_requested = True
-        return False
-
-    from plainrl.kit.config import build_config
-    from plainrl.kit.registry import load_algorithm
-    from plainrl.kit.run import Run
-
-    module = load_algorithm("mc_exploring_starts")
-    config = build_config(module.Config, module.PRESETS, "plainrl/GridWorld-v0", set_items=settings)
-    with pytest.raises(RunInterrupted), Run.create("mc_exploring_starts", config, tmp_path / "resumed",
-                                                    show_progress=False) as training_run:  # fmt: skip
-        training_run.step_hooks.append(stop_half_way)
-        module.train(config, training_run)
+    with pytest.raises(RunInterrupted):
+        plainrl.train("mc_exploring_starts", env="plainrl/GridWorld-v0", run_dir=tmp_path / "resumed",
+                      set_items=settings, progress=False, callbacks=[interrupt_at(3000)])  # fmt: skip
     assert 3000 <= load_checkpoint_file(tmp_path / "resumed")["step"] < 6000
-    training.resume(tmp_path / "resumed", show_progress=False)
-    final = [load_checkpoint_file(path) for path in (straight, tmp_path / "resumed")]
+    plainrl.resume(tmp_path / "resumed", progress=False)
+    final = [load_checkpoint_file(path) for path in (straight.path, tmp_path / "resumed")]
     assert final[0]["step"] == final[1]["step"]
     assert np.array_equal(final[0]["agent"]["q"], final[1]["agent"]["q"])
     assert np.array_equal(final[0]["loop"]["tables"]["returns_count"], final[1]["loop"]["tables"]["returns_count"])

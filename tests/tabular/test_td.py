@@ -54,7 +54,7 @@ def test_bad_td_settings_are_rejected():
         (q_learning, "behaviour=greedy", "behaviour = 'greedy' is not one of epsilon_greedy, uniform"),
     ]:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-            build_config(module.Config, module.PRESETS, "plainrl/GridWorld-v0", set_items=[item])
+            build_config(module.Config, module.PRESETS, {"env": "plainrl/GridWorld-v0"}, set_items=[item])
 
 
 @pytest.mark.slow

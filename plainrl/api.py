@@ -1,0 +1,324 @@
+"""The Python API, for every algorithm of every track: train, resume, evaluate, load. The CLI is a thin layer over it.
+
+    run = plainrl.train("ppo", env="CartPole-v1", seed=0, total_steps=50_000, learning_rate=3e-4)
+    run.path, run.eval, run.metrics[-1]               the run folder, eval.json, the rows of metrics.csv
+    agent = plainrl.load(run.path)
+    action = agent.predict(obs, deterministic=True)   one observation or a batch
+    plainrl.evaluate(run.path, episodes=20)           what `plainrl eval` prints, and eval.json
+    plainrl.resume(run.path)                          an interrupted run, to its planned total
+
+    run = plainrl.train("grpo", model="runs/sft_...", task=[{"prompt": "2+2=", "answer": "4"}, ...],
+                        rewards=[my_reward, "format"], reward_weights=[1.0, 0.2])
+    plainrl.load(run.path).generate(["12+34="], max_new_tokens=16, greedy=True)
+
+One orchestrator: resolve the config (defaults <- preset <- TOML file <- --set <- keyword arguments) -> check
+everything that can be checked -> open the run folder -> module.train(config, run) -> final evaluation (eval.json)
+-> a RunFolder. Names come from the one registry, kit/registry.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from plainrl.kit.config import EnvConfig, RunConfig, build_config
+from plainrl.kit.envs import make_env
+from plainrl.kit.errors import ConfigError, PlainRLError
+from plainrl.kit.evaluate import Agent, agent_policy, evaluate_episodes, write_eval_json
+from plainrl.kit.nets import resolve_device
+from plainrl.kit.registry import (
+    canonical_name,
+    check_action_space,
+    check_observation_space,
+    load_algorithm,
+    load_run,
+)
+from plainrl.kit.run import Run, default_run_dir, load_checkpoint_file, read_run_config
+
+StepCallback = Callable[[int, Any], bool]  # (step, what is being trained) -> True to stop training now
+
+
+class RunFolder:
+    """A run folder on disk: what `train` and `resume` return."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config: dict[str, Any] = read_run_config(self.path)
+        self.algo: str = self.config["algo"]
+
+    @property
+    def metrics(self) -> list[dict[str, float | None]]:
+        """The rows of metrics.csv, as numbers (None where a row has no value for a column)."""
+        with (self.path / "metrics.csv").open() as f:
+            return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+    @property
+    def eval(self) -> dict[str, Any] | None:
+        """eval.json: the final evaluation (mean_return ... for env runs, accuracy ... for LLM runs)."""
+        path = self.path / "eval.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def load(self, device: str | None = None) -> Any:
+        return load(self.path, device)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r}, algo={self.algo!r}, eval={self.eval})"
+
+
+# ----- train and resume ------------------------------------------------------------------------------------------
+def train(
+    algo: str,
+    env: str | gym.Env | Callable[[], gym.Env] | None = None,
+    *,
+    task: Any = None,
+    model: str | None = None,
+    rewards: Sequence[str | Callable[..., Any]] | None = None,
+    seed: int | None = None,
+    total_steps: int | None = None,
+    device: str | None = None,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    callbacks: Sequence[StepCallback] = (),
+    config_file: str | Path | None = None,
+    set_items: Sequence[str] = (),
+    **overrides: Any,
+) -> RunFolder:
+    """Train `algo` and leave a run folder; returns it.
+
+    env:       a Gymnasium id, "module:ClassName" / "module:factory", a gymnasium.Env instance (each env is a copy of
+               it) or a zero-argument factory (env-track algorithms: classic and tabular).
+    task:      a task name ("arithmetic:digits=1"), a .jsonl path, a list of {"prompt", "answer", ...} dicts or a
+               Task object; model, rewards (names or Python functions): the LLM trainers.
+    overrides: any field of the algorithm's Config (see `plainrl list` and the algorithm's file).
+    callbacks: called as f(step, trained) after every logged step; True stops training (benchmarks use them).
+    config_file, set_items: the CLI's --config TOML file and --set key=value items.
+    """
+    name = canonical_name(algo)
+    module = load_algorithm(name)
+    values: dict[str, Any] = {"seed": seed, "total_steps": total_steps, "device": device, **overrides}
+    is_env_run = issubclass(module.Config, EnvConfig)
+    given = {k for k, v in (("env", env), ("task", task), ("model", model), ("rewards", rewards)) if v is not None}
+    wrong = given - ({"env"} if is_env_run else {"task", "model", "rewards"})
+    if wrong:
+        takes = "env=" if is_env_run else "task=, model=, rewards="
+        raise ConfigError(f"{name} takes {takes} (not {', '.join(sorted(wrong))}=)")
+    written: Path | None = None
+    if is_env_run:
+        values["env"] = env_id(env) if env is not None else None
+    else:
+        if isinstance(task, list):  # examples in memory: they become the run folder's task.jsonl
+            folder = Path(run_dir) if run_dir else default_run_dir(name, "examples", seed or 0)
+            if (folder / "config.toml").exists():
+                raise PlainRLError(f"{str(folder)!r} already holds a run: choose another run_dir")
+            written = write_examples(task, folder / "task.jsonl")
+            run_dir, task = folder, str(written)
+        values.update(task=task_name(task) if task is not None else None, model=model)
+        values["rewards"] = [reward_name(r) for r in rewards] if rewards is not None else None
+    try:
+        config = build_config(module.Config, module.PRESETS, values, config_file, list(set_items), "train()")
+        check(name, module, config)
+    except PlainRLError:
+        if written is not None:
+            written.unlink()
+        raise
+    with Run.create(name, config, run_dir, show_progress=progress) as run:
+        say(progress, f"run folder: {run.dir}")
+        run.step_hooks.extend(callbacks)
+        trained = module.train(config, run)
+    finish(module, config, trained, run.dir, progress)
+    return RunFolder(run.dir)
+
+
+def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCallback] = ()) -> RunFolder:
+    """Continue an interrupted run from its last checkpoint to its planned total, then evaluate it."""
+    name, module, config = load_run(path)
+    check(name, module, config)
+    with Run.resume(path, config, show_progress=progress) as run:
+        say(progress, f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
+        run.step_hooks.extend(callbacks)
+        trained = module.train(config, run)
+    finish(module, config, trained, run.dir, progress)
+    return RunFolder(path)
+
+
+def check(name: str, module: ModuleType, config: RunConfig) -> None:
+    """Everything that can be checked before a run folder is touched: env and spaces, or task and model; device."""
+    if isinstance(config, EnvConfig):
+        env = make_env(config.env)
+        check_action_space(name, module, env)
+        check_observation_space(name, module, env)
+        if hasattr(module, "check_env"):
+            module.check_env(env)
+        env.close()
+    else:
+        from plainrl.llm.policies import check_model_spec, load_tokenizer
+        from plainrl.llm.tasks import check_alphabet, make_task
+
+        task = make_task(config.task)  # type: ignore[attr-defined]
+        check_model_spec(config.model)  # type: ignore[attr-defined]
+        check_alphabet(task, load_tokenizer(config.model), config.task)  # type: ignore[attr-defined]
+        if hasattr(module, "check"):
+            module.check(config)
+    resolve_device(config.device)
+
+
+def finish(module: ModuleType, config: RunConfig, trained: Any, run_dir: Path, progress: bool = True) -> None:
+    """The final evaluation of every track -> eval.json."""
+    if isinstance(config, EnvConfig):
+        if config.eval_episodes == 0:
+            return
+        result = evaluate_episodes(agent_policy(trained), config.env, config.eval_episodes, config.seed)
+        write_eval_json(run_dir, result)
+        say(progress, f"eval: mean_return = {result['mean_return']:.2f} +/- {result['std_return']:.2f} "
+                      f"over {result['episodes']} episodes -> {run_dir / 'eval.json'}")  # fmt: skip
+        return
+    rows = RunFolder(run_dir).metrics
+    step = int(rows[-1]["step"] or 0) if rows else 0
+    if hasattr(module, "final_evaluation"):
+        result = module.final_evaluation(config, trained, run_dir, step)
+    else:
+        from plainrl.llm.evaluate import final_accuracy
+        from plainrl.llm.policies import load_tokenizer
+
+        at_last_step = rows[-1].get("accuracy") if rows else None  # the loop's own evaluation of this step
+        result = final_accuracy(trained, load_tokenizer(config.model), config, step, at_last_step)  # type: ignore[attr-defined]
+    if getattr(config, "lora_rank", 0) > 0:
+        from plainrl.llm.lora import save_adapters
+
+        save_adapters(trained, run_dir / "adapter")
+    write_eval_json(run_dir, result)
+    say(progress, f"eval: {', '.join(f'{k} = {v:.4g}' for k, v in result.items())} -> {run_dir / 'eval.json'}")
+
+
+def say(progress: bool, line: str) -> None:
+    if progress:
+        print(line)
+
+
+# ----- load and evaluate -------------------------------------------------------------------------------------------
+def load(path: str | Path, device: str | None = None) -> Any:
+    """The trained thing of a run folder, from its last checkpoint: an Agent (env runs: predict(obs)) or a Policy
+    (LLM runs: generate(prompts)). `device`: default the run's own."""
+    name, module, config = load_run(path)
+    target = resolve_device(device or config.device)
+    if isinstance(config, EnvConfig):
+        env = make_env(config.env)
+        agent = module.build_agent(config, env.observation_space, env.action_space).to(target)
+        env.close()
+        agent.load_state_dict(load_checkpoint_file(path, map_location=target)["agent"])
+        return Agent(agent.eval(), env.observation_space, config)
+    from plainrl.llm.policies import Policy, load_run_policy
+
+    return Policy(*load_run_policy(Path(path), target), spec=str(path))
+
+
+def evaluate(path: str | Path, episodes: int = 20, video: bool = False, n: int | None = None) -> dict[str, Any]:
+    """Evaluate a run folder's last checkpoint and write eval.json. Env runs: `episodes` deterministic episodes
+    (`video`: also episode.gif of the first). LLM runs: greedy accuracy on the first `n` held-out examples
+    (default: the run's eval_n)."""
+    name, module, config = load_run(path)
+    torch.set_num_threads(config.torch_threads)
+    if isinstance(config, EnvConfig):
+        if episodes < 1:
+            raise ConfigError(f"episodes = {episodes} must be >= 1")
+        agent = load(path)
+        video_path = Path(path) / "episode.gif" if video else None
+        result = evaluate_episodes(agent_policy(agent.module), config.env, episodes, config.seed, video_path)
+    else:
+        if hasattr(module, "final_evaluation") or not hasattr(config, "eval_n"):
+            raise PlainRLError(f"{path} is a {name} run: its eval.json was written when it finished training")
+        if video:
+            raise ConfigError("video is for env runs; an LLM run is evaluated on held-out examples")
+        from plainrl.llm.evaluate import final_accuracy
+
+        config = dataclasses.replace(config, eval_n=n) if n else config  # type: ignore[call-arg]
+        policy = load(path)
+        rows = RunFolder(path).metrics
+        result = final_accuracy(policy.model, policy.tokenizer, config, int(rows[-1]["step"] or 0) if rows else 0)
+    write_eval_json(path, result)
+    return result
+
+
+def draw_pictures(path: str | Path) -> list[Path]:
+    """The pictures an algorithm draws beyond curve.png (tabular methods: values.png), redrawn from the run."""
+    module = load_run(path)[1]
+    return module.draw_pictures(path) if hasattr(module, "draw_pictures") else []
+
+
+# ----- Python objects as config values ------------------------------------------------------------------------------
+def importable_name(obj: Any) -> str | None:
+    """'module:qualname' when `obj` can be imported back by that name in another process, else None."""
+    module_name, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module_name or module_name == "__main__" or "<" in qualname:
+        return None
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return None
+    return f"{module_name}:{qualname}" if found is obj else None
+
+
+def env_id(env: str | gym.Env | Callable[[], gym.Env]) -> str:
+    """An env id for the config: the string itself, an importable factory's 'module:name', or an id registered in
+    this process for an instance (each env made is a copy of it) or any other factory."""
+    if isinstance(env, str):
+        return env
+    if isinstance(env, gym.Env):
+        instance = env
+        factory: Callable[..., gym.Env] = lambda **_: copy.deepcopy(instance)  # noqa: E731
+        label = type(instance.unwrapped).__name__
+        steps = instance.spec.max_episode_steps if instance.spec else None
+    elif callable(env):
+        if (name := importable_name(env)) is not None:
+            return name
+        factory, label, steps = (lambda **_: env()), getattr(env, "__name__", "env").strip("<>"), None
+    else:
+        raise ConfigError(f"env = {env!r} is not an env id, a gymnasium.Env or a zero-argument factory")
+    new_id = f"python/{label}-v{sum(1 for i in gym.registry if i.startswith(f'python/{label}-v'))}"
+    gym.register(new_id, entry_point=factory, max_episode_steps=steps)
+    return new_id
+
+
+def task_name(task: Any) -> str:
+    """A task spec for the config: the string itself, or a name registered in this process for a Task object."""
+    from plainrl.llm.tasks import Task, register_task
+
+    if isinstance(task, str | Path):
+        return str(task)
+    if isinstance(task, Task):
+        return register_task(task)
+    raise ConfigError(f"task = {task!r} is not a task name, a .jsonl path, a list of examples or a Task")
+
+
+def reward_name(reward: str | Callable[..., Any]) -> str:
+    """A reward for the config: a name, an importable function's 'module:name', or a name registered in this
+    process for any other function."""
+    from plainrl.llm.rewards import register_reward
+
+    if isinstance(reward, str):
+        return reward
+    if not callable(reward):
+        raise ConfigError(f"reward {reward!r} is not a name or a function")
+    return importable_name(reward) or register_reward(reward)
+
+
+def write_examples(examples: list[Any], path: Path) -> Path:
+    """[{"prompt": ..., "answer": ..., more columns}] -> a JSONL task file (the run folder's task.jsonl)."""
+    for number, example in enumerate(examples, start=1):
+        if not isinstance(example, dict) or "prompt" not in example or "answer" not in example:
+            raise ConfigError(f'task example {number} must be a dict with "prompt" and "answer" keys, got {example!r}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(example) + "\n" for example in examples))
+    return path
