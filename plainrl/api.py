@@ -1,14 +1,9 @@
-"""The Python API, for every algorithm of every track: train, resume, evaluate, load. The CLI is a thin layer over it.
+"""The Python API, for every algorithm of every track: train, resume, evaluate, load (docs/api.md). The CLI is a
+thin layer over it.
 
-    run = plainrl.train("ppo", env="CartPole-v1", seed=0, total_steps=50_000, learning_rate=3e-4)
-    run.path, run.eval, run.metrics[-1]               the run folder, eval.json, the rows of metrics.csv
-    agent = plainrl.load(run.path)
-    action = agent.predict(obs, deterministic=True)   one observation or a batch
-    plainrl.evaluate(run.path, episodes=20)           what `plainrl eval` prints, and eval.json
-    plainrl.resume(run.path)                          an interrupted run, to its planned total
-
-    run = plainrl.train("grpo", model="runs/sft_...", task=[{"prompt": "2+2=", "answer": "4"}, ...],
-                        rewards=[my_reward, "format"], reward_weights=[1.0, 0.2])
+    run = plainrl.train("ppo", env="CartPole-v1", total_steps=50_000)      run.path, run.eval, run.metrics
+    plainrl.load(run.path).predict(obs); plainrl.evaluate(run.path); plainrl.resume(run.path)
+    run = plainrl.train("grpo", model="runs/sft_...", task=[{"prompt": "2+2=", "answer": "4"}], rewards=[fn])
     plainrl.load(run.path).generate(["12+34="], max_new_tokens=16, greedy=True)
 
 One orchestrator: resolve the config (defaults <- preset <- TOML file <- --set <- keyword arguments) -> check
@@ -31,18 +26,12 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from plainrl.kit.config import EnvConfig, RunConfig, build_config
+from plainrl.kit.config import EnvConfig, RunConfig, build_config, in_process_name
 from plainrl.kit.envs import make_env
 from plainrl.kit.errors import ConfigError, PlainRLError
 from plainrl.kit.evaluate import Agent, agent_policy, evaluate_episodes, write_eval_json
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.registry import (
-    canonical_name,
-    check_action_space,
-    check_observation_space,
-    load_algorithm,
-    load_run,
-)
+from plainrl.kit.registry import canonical_name, check_spaces, load_algorithm, load_run
 from plainrl.kit.run import Run, default_run_dir, load_checkpoint_file, read_run_config
 
 StepCallback = Callable[[int, Any], bool]  # (step, what is being trained) -> True to stop training now
@@ -87,7 +76,7 @@ def train(
     total_steps: int | None = None,
     device: str | None = None,
     run_dir: str | Path | None = None,
-    progress: bool = True,
+    progress: bool = True,  # the live progress bar
     callbacks: Sequence[StepCallback] = (),
     config_file: str | Path | None = None,
     set_items: Sequence[str] = (),
@@ -132,10 +121,10 @@ def train(
             written.unlink()
         raise
     with Run.create(name, config, run_dir, show_progress=progress) as run:
-        say(progress, f"run folder: {run.dir}")
+        print(f"run folder: {run.dir}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)
-    finish(module, config, trained, run.dir, progress)
+    finish(module, config, trained, run.dir)
     return RunFolder(run.dir)
 
 
@@ -144,10 +133,10 @@ def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCall
     name, module, config = load_run(path)
     check(name, module, config)
     with Run.resume(path, config, show_progress=progress) as run:
-        say(progress, f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
+        print(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)
-    finish(module, config, trained, run.dir, progress)
+    finish(module, config, trained, run.dir)
     return RunFolder(path)
 
 
@@ -155,8 +144,7 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
     """Everything that can be checked before a run folder is touched: env and spaces, or task and model; device."""
     if isinstance(config, EnvConfig):
         env = make_env(config.env)
-        check_action_space(name, module, env)
-        check_observation_space(name, module, env)
+        check_spaces(name, module, env)
         if hasattr(module, "check_env"):
             module.check_env(env)
         env.close()
@@ -172,14 +160,14 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
     resolve_device(config.device)
 
 
-def finish(module: ModuleType, config: RunConfig, trained: Any, run_dir: Path, progress: bool = True) -> None:
+def finish(module: ModuleType, config: RunConfig, trained: Any, run_dir: Path) -> None:
     """The final evaluation of every track -> eval.json."""
     if isinstance(config, EnvConfig):
         if config.eval_episodes == 0:
             return
         result = evaluate_episodes(agent_policy(trained), config.env, config.eval_episodes, config.seed)
         write_eval_json(run_dir, result)
-        say(progress, f"eval: mean_return = {result['mean_return']:.2f} +/- {result['std_return']:.2f} "
+        print(f"eval: mean_return = {result['mean_return']:.2f} +/- {result['std_return']:.2f} "
                       f"over {result['episodes']} episodes -> {run_dir / 'eval.json'}")  # fmt: skip
         return
     rows = RunFolder(run_dir).metrics
@@ -197,12 +185,7 @@ def finish(module: ModuleType, config: RunConfig, trained: Any, run_dir: Path, p
 
         save_adapters(trained, run_dir / "adapter")
     write_eval_json(run_dir, result)
-    say(progress, f"eval: {', '.join(f'{k} = {v:.4g}' for k, v in result.items())} -> {run_dir / 'eval.json'}")
-
-
-def say(progress: bool, line: str) -> None:
-    if progress:
-        print(line)
+    print(f"eval: {', '.join(f'{k} = {v:.4g}' for k, v in result.items())} -> {run_dir / 'eval.json'}")
 
 
 # ----- load and evaluate -------------------------------------------------------------------------------------------
@@ -293,25 +276,25 @@ def env_id(env: str | gym.Env | Callable[[], gym.Env]) -> str:
 
 def task_name(task: Any) -> str:
     """A task spec for the config: the string itself, or a name registered in this process for a Task object."""
-    from plainrl.llm.tasks import Task, register_task
+    from plainrl.llm.tasks import PYTHON_TASKS, Task
 
     if isinstance(task, str | Path):
         return str(task)
     if isinstance(task, Task):
-        return register_task(task)
+        return in_process_name(task, PYTHON_TASKS)
     raise ConfigError(f"task = {task!r} is not a task name, a .jsonl path, a list of examples or a Task")
 
 
 def reward_name(reward: str | Callable[..., Any]) -> str:
     """A reward for the config: a name, an importable function's 'module:name', or a name registered in this
     process for any other function."""
-    from plainrl.llm.rewards import register_reward
+    from plainrl.llm.rewards import PYTHON_REWARDS
 
     if isinstance(reward, str):
         return reward
     if not callable(reward):
         raise ConfigError(f"reward {reward!r} is not a name or a function")
-    return importable_name(reward) or register_reward(reward)
+    return importable_name(reward) or in_process_name(reward, PYTHON_REWARDS)
 
 
 def write_examples(examples: list[Any], path: Path) -> Path:

@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
-from plainrl.kit.config import EnvConfig, require
+from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import ActorCritic, resolve_device
+from plainrl.kit.nets import ActorCritic
 from plainrl.kit.normalize import RewardScaler
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.run import Run, set_up_torch
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete", "Box")
@@ -53,15 +53,10 @@ class Config(EnvConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.num_steps >= 1, f"num_steps = {self.num_steps} must be >= 1")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
+        require_ranges(self, at_least_one=("num_envs", "num_steps"),
+                       positive=("learning_rate", "max_grad_norm"), discount=("gamma",),
+                       fraction=("gae_lambda",), non_negative=("ent_coef", "vf_coef"))  # fmt: skip
         require(self.optimizer in ("rmsprop", "adam"), f"optimizer = {self.optimizer!r} is not rmsprop or adam")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
-        require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
-        require(self.ent_coef >= 0, f"ent_coef = {self.ent_coef} must be >= 0")
-        require(self.vf_coef >= 0, f"vf_coef = {self.vf_coef} must be >= 0")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
         require(not self.norm_adv or self.num_envs * self.num_steps > 1, "norm_adv needs more than one sample")
 
 
@@ -107,9 +102,7 @@ def a2c_loss(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     if config.optimizer == "rmsprop":  # alpha and eps as in the paper's and SB3's A2C

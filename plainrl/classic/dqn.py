@@ -26,10 +26,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from plainrl.kit.buffers import NStepTransitions, ReplayBuffer
-from plainrl.kit.config import OffPolicyConfig, require
+from plainrl.kit.config import OffPolicyConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
-from plainrl.kit.nets import QNetwork, polyak_update, resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.nets import QNetwork, polyak_update
+from plainrl.kit.run import Run, set_up_torch
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete",)
@@ -64,8 +64,7 @@ class Config(OffPolicyConfig):
         require(self.target_update_interval >= 1, "target_update_interval must be >= 1")
         for name in ("start_epsilon", "end_epsilon", "exploration_fraction"):
             require(0 <= getattr(self, name) <= 1, f"{name} = {getattr(self, name)} must be in [0, 1]")
-        require(self.n_step >= 1, f"n_step = {self.n_step} must be >= 1")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require_ranges(self, at_least_one=("n_step",), positive=("max_grad_norm",))
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -129,9 +128,7 @@ def td_targets(
 
 
 def train(config: Config, run: Run) -> QNetwork:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
     q_network = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     target_network = copy.deepcopy(q_network)

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
-from plainrl.kit.config import EnvConfig, require
+from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import ActorCritic, resolve_device
+from plainrl.kit.nets import ActorCritic
 from plainrl.kit.normalize import RewardScaler
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.run import Run, set_up_torch
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete", "Box")
@@ -62,21 +62,14 @@ class Config(EnvConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.num_steps >= 1, f"num_steps = {self.num_steps} must be >= 1")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
-        require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
-        require(self.clip_coef > 0, f"clip_coef = {self.clip_coef} must be > 0")
-        require(self.update_epochs >= 1, f"update_epochs = {self.update_epochs} must be >= 1")
+        require_ranges(self, at_least_one=("num_envs", "num_steps", "update_epochs"),
+                       positive=("learning_rate", "clip_coef", "max_grad_norm"), discount=("gamma",),
+                       fraction=("gae_lambda",), non_negative=("ent_coef", "vf_coef"))  # fmt: skip
         batch = self.num_envs * self.num_steps
         require(
             1 <= self.num_minibatches <= batch,
             f"num_minibatches = {self.num_minibatches} must be in [1, num_envs * num_steps = {batch}]",
         )
-        require(self.ent_coef >= 0, f"ent_coef = {self.ent_coef} must be >= 0")
-        require(self.vf_coef >= 0, f"vf_coef = {self.vf_coef} must be >= 0")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
         require(self.target_kl >= 0, f"target_kl = {self.target_kl} must be >= 0 (0 turns it off)")
         require(len(self.hidden_sizes) >= 1, "hidden_sizes must name at least one layer, e.g. [64, 64]")
 
@@ -145,9 +138,7 @@ def ppo_loss(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed, asynchronous=config.async_envs)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)

@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from plainrl.kit.buffers import RolloutBuffer
-from plainrl.kit.config import EnvConfig, require
+from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import QEnsemble, flat_dim, mlp, policy_head, resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.nets import QEnsemble, flat_dim, mlp, policy_head
+from plainrl.kit.run import Run, set_up_torch
 
 ACTION_SPACES = ("Discrete", "Box")
 
@@ -49,13 +49,9 @@ class Config(EnvConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.num_steps >= 1, f"num_steps = {self.num_steps} must be >= 1")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
-        require(self.q_coef >= 0, f"q_coef = {self.q_coef} must be >= 0")
-        require(self.ent_coef >= 0, f"ent_coef = {self.ent_coef} must be >= 0")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require_ranges(self, at_least_one=("num_envs", "num_steps"),
+                       positive=("learning_rate", "max_grad_norm"), discount=("gamma",),
+                       non_negative=("q_coef", "ent_coef"))  # fmt: skip
         require(len(self.hidden_sizes) >= 1, "hidden_sizes must name at least one layer, e.g. [64, 64]")
 
 
@@ -125,9 +121,7 @@ def qac_loss(
 
 
 def train(config: Config, run: Run) -> QActorCritic:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, fused=True)

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import ReplayBuffer
-from plainrl.kit.config import OffPolicyConfig, require
+from plainrl.kit.config import OffPolicyConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import QEnsemble, TanhGaussianActor, flat_dim, polyak_update, resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.nets import QEnsemble, TanhGaussianActor, flat_dim, polyak_update
+from plainrl.kit.run import Run, set_up_torch
 
 ACTION_SPACES = ("Box",)
 
@@ -58,7 +58,7 @@ class Config(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.initial_alpha > 0, f"initial_alpha = {self.initial_alpha} must be > 0")
+        require_ranges(self, positive=("initial_alpha",))
         require(len(self.hidden_sizes) >= 1, "hidden_sizes must name at least one layer, e.g. [64, 64]")
 
 
@@ -122,9 +122,7 @@ def sac_losses(
 
 
 def train(config: Config, run: Run) -> SACAgent:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     action_shape = envs.single_action_space.shape or ()

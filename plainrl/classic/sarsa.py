@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import RolloutBuffer
-from plainrl.kit.config import EnvConfig, require
+from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import QNetwork, resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.nets import QNetwork
+from plainrl.kit.run import Run, set_up_torch
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
 ACTION_SPACES = ("Discrete",)
@@ -50,14 +50,10 @@ class Config(EnvConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.num_steps >= 1, f"num_steps = {self.num_steps} must be >= 1")
-        require(self.update_epochs >= 1, f"update_epochs = {self.update_epochs} must be >= 1")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
+        require_ranges(self, at_least_one=("num_envs", "num_steps", "update_epochs"),
+                       positive=("learning_rate", "max_grad_norm"), discount=("gamma",))  # fmt: skip
         for name in ("start_epsilon", "end_epsilon", "exploration_fraction"):
             require(0 <= getattr(self, name) <= 1, f"{name} = {getattr(self, name)} must be in [0, 1]")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -85,9 +81,7 @@ def sarsa_targets(
 
 
 def train(config: Config, run: Run) -> QNetwork:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
     q_network = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate)

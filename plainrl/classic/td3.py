@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from plainrl.kit.buffers import ReplayBuffer
-from plainrl.kit.config import OffPolicyConfig, require
+from plainrl.kit.config import OffPolicyConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import DeterministicActor, QEnsemble, flat_dim, polyak_update, resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.nets import DeterministicActor, QEnsemble, flat_dim, polyak_update
+from plainrl.kit.run import Run, set_up_torch
 
 ACTION_SPACES = ("Box",)
 
@@ -61,11 +61,9 @@ class Config(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.exploration_noise >= 0, f"exploration_noise = {self.exploration_noise} must be >= 0")
-        require(self.n_critics >= 1, f"n_critics = {self.n_critics} must be >= 1")
-        require(self.policy_delay >= 1, f"policy_delay = {self.policy_delay} must be >= 1")
-        require(self.target_policy_noise >= 0, f"target_policy_noise = {self.target_policy_noise} must be >= 0")
-        require(self.target_noise_clip >= 0, f"target_noise_clip = {self.target_noise_clip} must be >= 0")
+        require_ranges(self,
+                       non_negative=("exploration_noise", "target_policy_noise", "target_noise_clip"),
+                       at_least_one=("n_critics", "policy_delay"))  # fmt: skip
         require(len(self.hidden_sizes) >= 1, "hidden_sizes must name at least one layer, e.g. [64, 64]")
 
 
@@ -122,9 +120,7 @@ def td3_losses(
 
 
 def train(config: Config, run: Run) -> TD3Agent:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam([p for p in agent.parameters() if p.requires_grad], lr=config.learning_rate,

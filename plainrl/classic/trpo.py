@@ -26,11 +26,11 @@ from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
-from plainrl.kit.config import EnvConfig, require
+from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import ActorCritic, CategoricalHead, resolve_device
+from plainrl.kit.nets import ActorCritic, CategoricalHead
 from plainrl.kit.normalize import RewardScaler
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.run import Run, set_up_torch
 
 ACTION_SPACES = ("Discrete", "Box")
 
@@ -55,16 +55,10 @@ class Config(EnvConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.num_steps >= 1, f"num_steps = {self.num_steps} must be >= 1")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
-        require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
-        require(self.max_kl > 0, f"max_kl = {self.max_kl} must be > 0")
-        require(self.cg_iterations >= 1, f"cg_iterations = {self.cg_iterations} must be >= 1")
-        require(self.cg_damping >= 0, f"cg_damping = {self.cg_damping} must be >= 0")
-        require(self.max_backtracks >= 1, f"max_backtracks = {self.max_backtracks} must be >= 1")
-        require(self.value_learning_rate > 0, f"value_learning_rate = {self.value_learning_rate} must be > 0")
-        require(self.value_epochs >= 1, f"value_epochs = {self.value_epochs} must be >= 1")
+        require_ranges(self,
+                       at_least_one=("num_envs", "num_steps", "cg_iterations", "max_backtracks", "value_epochs"),
+                       discount=("gamma",), fraction=("gae_lambda",),
+                       positive=("max_kl", "value_learning_rate"), non_negative=("cg_damping",))  # fmt: skip
         batch = self.num_envs * self.num_steps
         require(
             1 <= self.value_minibatches <= batch,
@@ -186,9 +180,7 @@ def trpo_policy_step(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=config.value_learning_rate, fused=True)

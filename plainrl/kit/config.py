@@ -52,9 +52,8 @@ class RunConfig:
 
     def validate(self) -> None:
         require(0 <= self.seed <= MAX_SEED, f"seed = {self.seed} must be in [0, {MAX_SEED}]")
-        require(self.total_steps > 0, f"total_steps = {self.total_steps} must be > 0")
+        require_ranges(self, positive=("total_steps", "checkpoint_every"))
         require(1 <= self.torch_threads <= 1024, f"torch_threads = {self.torch_threads} must be in [1, 1024]")
-        require(self.checkpoint_every > 0, f"checkpoint_every = {self.checkpoint_every} must be > 0")
         device_ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         require(device_ok, f"device = {self.device!r} is not one of auto, cpu, cuda, cuda:N")
 
@@ -70,7 +69,7 @@ class EnvConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.eval_episodes >= 0, f"eval_episodes = {self.eval_episodes} must be >= 0")
+        require_ranges(self, non_negative=("eval_episodes",))
 
 
 @dataclass
@@ -89,24 +88,50 @@ class OffPolicyConfig(EnvConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.num_envs >= 1, f"num_envs = {self.num_envs} must be >= 1")
-        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
+        require_ranges(self, at_least_one=("num_envs", "batch_size", "train_frequency", "gradient_steps"),
+                       non_negative=("learning_starts",), positive=("learning_rate",),
+                       discount=("gamma", "tau"))  # fmt: skip
         require(
             self.batch_size <= self.buffer_size <= 100_000_000,
             f"buffer_size = {self.buffer_size} must be in [batch_size, 100000000]",
         )
-        require(self.learning_starts >= 0, f"learning_starts = {self.learning_starts} must be >= 0")
-        require(self.train_frequency >= 1, f"train_frequency = {self.train_frequency} must be >= 1")
-        require(self.gradient_steps >= 1, f"gradient_steps = {self.gradient_steps} must be >= 1")
-        require(self.learning_rate > 0, f"learning_rate = {self.learning_rate} must be > 0")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
-        require(0 < self.tau <= 1, f"tau = {self.tau} must be in (0, 1]")
 
 
 def require(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless `condition` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+RANGES = {  # the ranges most fields have: a test, and how the error line names what is allowed
+    "positive": (lambda v: v > 0, "> 0"),
+    "non_negative": (lambda v: v >= 0, ">= 0"),
+    "at_least_one": (lambda v: v >= 1, ">= 1"),
+    "fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "discount": (lambda v: 0 < v <= 1, "in (0, 1]"),
+}
+
+
+def require_ranges(config: Any, **fields_by_range: tuple[str, ...]) -> None:
+    """`require` for the common ranges: require_ranges(self, positive=("learning_rate",), discount=("gamma",))
+    raises ConfigError("gamma = 1.5 must be in (0, 1]") for the first field outside its range."""
+    for kind, names in fields_by_range.items():
+        test, allowed = RANGES[kind]
+        for name in names:
+            value = getattr(config, name)
+            require(test(value), f"{name} = {value} must be {allowed}")
+
+
+def in_process_name(obj: Any, table: dict[str, Any]) -> str:
+    """The config name ('python:NAME') of an object given from Python (a Task, a reward function), kept in `table`
+    so that this process finds it again by that name."""
+    for name, known in table.items():
+        if known is obj:
+            return name
+    name = f"python:{getattr(obj, '__name__', type(obj).__name__).strip('<>')}"
+    name = name if name not in table else f"{name}-{len(table)}"
+    table[name] = obj
+    return name
 
 
 def field_names(config_cls: type[RunConfig]) -> list[str]:

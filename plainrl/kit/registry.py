@@ -77,20 +77,13 @@ def load_run(run_dir: str | Path) -> tuple[str, ModuleType, RunConfig]:
     return name, module, saved_config(run_dir, module.Config)
 
 
-def check_action_space(name: str, module: ModuleType, env: gym.Env) -> None:
-    space = type(env.action_space).__name__
-    if space not in module.ACTION_SPACES:
-        raise PlainRLError(
-            f"{name} cannot handle the {space} action space of {env.spec.id if env.spec else 'this env'} "
-            f"(it handles: {', '.join(module.ACTION_SPACES)})"
-        )
-
-
-def check_observation_space(name: str, module: ModuleType, env: gym.Env) -> None:
-    allowed = getattr(module, "OBSERVATION_SPACES", None)
-    space = type(env.observation_space).__name__
-    if allowed is not None and space not in allowed:
-        raise PlainRLError(
-            f"{name} cannot handle the {space} observation space of {env.spec.id if env.spec else 'this env'} "
-            f"(it handles: {', '.join(allowed)})"
-        )
+def check_spaces(name: str, module: ModuleType, env: gym.Env) -> None:
+    """The env's action and observation spaces are kinds the algorithm handles, or one clear error."""
+    observations = getattr(module, "OBSERVATION_SPACES", None)  # None: any
+    for kind, space, allowed in [("action", env.action_space, module.ACTION_SPACES),
+                                 ("observation", env.observation_space, observations)]:  # fmt: skip
+        if allowed is not None and type(space).__name__ not in allowed:
+            raise PlainRLError(
+                f"{name} cannot handle the {type(space).__name__} {kind} space of "
+                f"{env.spec.id if env.spec else 'this env'} (it handles: {', '.join(allowed)})"
+            )

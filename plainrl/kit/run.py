@@ -149,14 +149,10 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def unreadable_reason(error: Exception) -> str:
     """Why torch.load failed, in one short line."""
-    message = str(error)
-    if "Weights only load failed" in message:  # weights_only=True refused a global: the file asks to run code
-        refused = re.search(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>", message)
-        if refused:
-            return f"refused to load: it asks to run code ({refused.group(1) or refused.group(2)})"
-        message = message.split("WeightsUnpickler error:")[-1]
-    first_line = next((line.strip() for line in message.splitlines() if line.strip()), "")
-    first_line = first_line.split(". ")[0][:120]
+    refused = re.search(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>", str(error))
+    if "Weights only load failed" in str(error) and refused:  # weights_only=True refused what would run code
+        return f"refused to load: it asks to run code ({refused.group(1) or refused.group(2)})"
+    first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), "")[:120]
     return f"cut short or damaged: {type(error).__name__}{': ' if first_line else ''}{first_line}"
 
 
@@ -181,25 +177,27 @@ def unlock_run_dir(fd: int) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators: the first line of every `train(config, run)`."""
+    """Seed Python's, numpy's and torch's global generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
+def set_up_torch(config: RunConfig) -> torch.device:
+    """The first line of every `train(config, run)`: seed the generators with config.seed (same seed, same run),
+    give torch its CPU threads, and return the device to train on."""
+    from plainrl.kit.nets import resolve_device
+
+    seed_everything(config.seed)
+    torch.set_num_threads(config.torch_threads)
+    return resolve_device(config.device)
+
+
 class Run:
     """One training run's folder. Create it with `Run.create`, reopen an interrupted one with `Run.resume`."""
 
-    def __init__(
-        self,
-        path: Path,
-        algo: str,
-        config: RunConfig,
-        resumed: bool,
-        show_progress: bool = True,
-        lock: int | None = None,
-    ):
-        self._lock: int | None = lock if lock is not None else lock_run_dir(path)  # before touching anything
+    def __init__(self, path: Path, algo: str, config: RunConfig, resumed: bool, show_progress: bool = True):
+        self._lock: int | None = lock_run_dir(path)  # before anything in the folder is read or written
         try:
             self._open(path, algo, config, resumed, show_progress)
         except BaseException:
@@ -240,24 +238,14 @@ class Run:
     @classmethod
     def create(cls, algo: str, config: RunConfig, run_dir: str | Path | None = None, show_progress: bool = True) -> Run:
         path = Path(run_dir) if run_dir else default_run_dir(algo, config.label(), config.seed)
-        path.mkdir(parents=True, exist_ok=True)
-        lock = lock_run_dir(path)  # a run in use is refused before its config.toml is looked at
         if (path / "config.toml").exists():
-            unlock_run_dir(lock)
             raise PlainRLError(
                 f"{str(path)!r} already holds a run: `plainrl resume {path}` continues it, or choose another --run-dir"
             )
-        resolved = {
-            "algo": algo,
-            **to_dict(config),
-            "meta": {**versions(), "created": datetime.now().isoformat()},
-        }
-        try:
-            (path / "config.toml").write_text(tomli_w.dumps(resolved))
-        except BaseException:
-            unlock_run_dir(lock)
-            raise
-        return cls(path, algo, config, resumed=False, show_progress=show_progress, lock=lock)
+        path.mkdir(parents=True, exist_ok=True)
+        resolved = {"algo": algo, **to_dict(config), "meta": {**versions(), "created": datetime.now().isoformat()}}
+        (path / "config.toml").write_text(tomli_w.dumps(resolved))
+        return cls(path, algo, config, resumed=False, show_progress=show_progress)
 
     @classmethod
     def resume(cls, run_dir: str | Path, config: RunConfig, show_progress: bool = True) -> Run:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from plainrl.kit.config import RunConfig, require
+from plainrl.kit.config import RunConfig, require, require_ranges
 from plainrl.llm.lora import ALL_LINEAR
 
 
@@ -38,7 +38,7 @@ class TaskConfig(RunConfig):
         require(self.model != "", "model must be set")
         lr = self.learning_rate
         require(lr is None or lr > 0, f"learning_rate = {lr} must be > 0 (or none: automatic)")
-        require(self.max_grad_norm > 0, f"max_grad_norm = {self.max_grad_norm} must be > 0")
+        require_ranges(self, positive=("max_grad_norm",))
         require(1 <= self.max_new_tokens <= 100_000, f"max_new_tokens = {self.max_new_tokens} must be in [1, 100000]")
 
     @classmethod
@@ -71,11 +71,8 @@ class PolicyConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.lora_rank >= 0, f"lora_rank = {self.lora_rank} must be >= 0")
+        require_ranges(self, non_negative=("lora_rank", "eval_every"), at_least_one=("eval_n", "eval_batch_size"))
         require(0 <= self.lora_dropout < 1, f"lora_dropout = {self.lora_dropout} must be in [0, 1)")
-        require(self.eval_every >= 0, f"eval_every = {self.eval_every} must be >= 0")
-        require(self.eval_n >= 1, f"eval_n = {self.eval_n} must be >= 1")
-        require(self.eval_batch_size >= 1, f"eval_batch_size = {self.eval_batch_size} must be >= 1")
 
 
 # Fields renamed since the run folders of earlier versions were written (old name -> new), and fields dropped.

@@ -28,9 +28,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from plainrl.kit.config import require
-from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.config import require, require_ranges
+from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import TaskConfig
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
 from plainrl.llm.model import ModelConfig, Transformer, rope_cos_sin
@@ -68,13 +67,9 @@ class Config(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.minutes >= 0, f"minutes = {self.minutes} must be >= 0")
-        require(self.n_samples >= 1, f"n_samples = {self.n_samples} must be >= 1")
-        require(self.sample_temperature > 0, f"sample_temperature = {self.sample_temperature} must be > 0")
-        require(0 <= self.greedy_fraction <= 1, f"greedy_fraction = {self.greedy_fraction} must be in [0, 1]")
-        require(self.sample_batch_size >= 1, f"sample_batch_size = {self.sample_batch_size} must be >= 1")
-        require(self.top_k >= 1, f"top_k = {self.top_k} must be >= 1")
-        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
+        require_ranges(self, non_negative=("minutes",),
+                       at_least_one=("n_samples", "sample_batch_size", "top_k", "batch_size"),
+                       positive=("sample_temperature",), fraction=("greedy_fraction",))  # fmt: skip
         require(
             0 <= self.warmup_steps < self.total_steps, f"warmup_steps = {self.warmup_steps} must be in [0, total_steps)"
         )
@@ -98,8 +93,20 @@ def build_policy(config: Config, device: torch.device | str) -> tuple[Transforme
     return Transformer(draft_config(config, tokenizer.vocab_size)).to(device), tokenizer
 
 
+def check(config: Config) -> None:
+    """Before the run folder exists: the draft's width fits the target's vocabulary (the PCA start projects the
+    target's (V, D) embedding on `draft_dim` principal directions, so draft_dim <= V and <= D)."""
+    vocab_size = load_tokenizer(config.model).vocab_size
+    require(
+        config.draft_dim <= vocab_size,
+        f"draft_dim = {config.draft_dim} must be <= the target's vocabulary size ({vocab_size})",
+    )
+
+
 def pca_embedding(target_embedding: torch.Tensor, dim: int) -> torch.Tensor:
     """E V: the target's embedding (V, D) in the basis of its top `dim` right singular vectors (V, dim)."""
+    shape = tuple(target_embedding.shape)
+    require(dim <= min(shape), f"draft_dim = {dim} must be <= the target's vocabulary and width {shape} (PCA start)")
     _, _, basis = torch.pca_lowrank(target_embedding.float(), q=dim, center=False, niter=4)
     return target_embedding.float() @ basis
 
@@ -162,11 +169,8 @@ def learning_rate_at(step: int, config: Config) -> float:
 
 
 def train(config: Config, run: Run) -> Transformer:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     started = time.perf_counter()
-    torch.set_num_threads(config.torch_threads)
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
     draft, tokenizer = build_policy(config, "cpu")
 
     samples_file = run.dir / "samples.pt"

@@ -26,10 +26,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from plainrl.kit.config import require
+from plainrl.kit.config import require, require_ranges
 from plainrl.kit.errors import ConfigError
-from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams
 from plainrl.llm.policies import TrainableWeights, build_policy
@@ -58,11 +57,9 @@ class Config(PreferenceConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.beta > 0, f"beta = {self.beta} must be > 0")
+        require_ranges(self, at_least_one=("batch_size",), positive=("beta",), non_negative=("rpo_alpha",))
         require(self.loss_type in LOSS_TYPES, f"loss_type = {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
         require(0 <= self.label_smoothing < 0.5, f"label_smoothing = {self.label_smoothing} must be in [0, 0.5)")
-        require(self.rpo_alpha >= 0, f"rpo_alpha = {self.rpo_alpha} must be >= 0")
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
@@ -114,9 +111,7 @@ def reference_logprobs(reference: Any, tokenized: list, pad_id: int, loss_type: 
 
 
 def train(config: Config, run: Run) -> Any:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     train_pairs, test_pairs = preference_data(config, task, model, tokenizer, run.dir, device)

@@ -32,10 +32,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from plainrl.kit.config import require
+from plainrl.kit.config import require, require_ranges
 from plainrl.kit.errors import ConfigError
-from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
@@ -81,26 +80,20 @@ class Config(PolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.draft_k >= 1, f"draft_k = {self.draft_k} must be >= 1")
+        require_ranges(self, at_least_one=("draft_k", "num_iterations"), non_negative=("beta", "top_k"),
+                       positive=("epsilon_low", "epsilon_high", "temperature"), discount=("top_p",))  # fmt: skip
         require(
             1 <= self.prompts_per_step <= 100_000, f"prompts_per_step = {self.prompts_per_step} must be in [1, 100000]"
         )
         require(self.group_size >= 2, f"group_size = {self.group_size} must be >= 2 (advantages compare a group)")
-        require(self.num_iterations >= 1, f"num_iterations = {self.num_iterations} must be >= 1")
         batch = self.prompts_per_step * self.group_size
         require(1 <= self.num_minibatches <= batch, f"num_minibatches = {self.num_minibatches} must be in [1, {batch}]")
         require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
-        require(self.beta >= 0, f"beta = {self.beta} must be >= 0")
         require(self.kl_estimator in KL_ESTIMATORS, f"kl_estimator = {self.kl_estimator!r} is not one of k1, k2, k3")
-        require(self.epsilon_low > 0, f"epsilon_low = {self.epsilon_low} must be > 0")
-        require(self.epsilon_high > 0, f"epsilon_high = {self.epsilon_high} must be > 0")
         require(
             self.loss_aggregation in AGGREGATIONS,
             f"loss_aggregation = {self.loss_aggregation!r} is not one of {', '.join(AGGREGATIONS)}",
         )
-        require(self.temperature > 0, f"temperature = {self.temperature} must be > 0")
-        require(0 < self.top_p <= 1, f"top_p = {self.top_p} must be in (0, 1]")
-        require(self.top_k >= 0, f"top_k = {self.top_k} must be >= 0")
         check_reward_fields(self.rewards, self.reward_weights)
 
 
@@ -173,9 +166,7 @@ def grpo_loss(
 
 # ----- the training loop ------------------------------------------------------------------------------------------
 def train(config: Config, run: Run) -> Any:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.beta > 0 else None

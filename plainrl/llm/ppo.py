@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from plainrl.kit.buffers import compute_gae
-from plainrl.kit.config import require
-from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.config import require, require_ranges
+from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
@@ -75,20 +74,15 @@ class Config(PolicyConfig):
         require(
             1 <= self.prompts_per_step <= 100_000, f"prompts_per_step = {self.prompts_per_step} must be in [1, 100000]"
         )
-        require(self.ppo_epochs >= 1, f"ppo_epochs = {self.ppo_epochs} must be >= 1")
+        require_ranges(self, at_least_one=("ppo_epochs",), non_negative=("kl_coef", "vf_coef"),
+                       discount=("gamma",), fraction=("gae_lambda",),
+                       positive=("clip_range", "clip_range_value", "temperature"))  # fmt: skip
         require(
             1 <= self.num_minibatches <= self.prompts_per_step,
             f"num_minibatches = {self.num_minibatches} must be in [1, prompts_per_step = {self.prompts_per_step}]",
         )
         critic_lr = self.critic_learning_rate
         require(critic_lr is None or critic_lr > 0, f"critic_learning_rate = {critic_lr} must be > 0 (or none)")
-        require(self.kl_coef >= 0, f"kl_coef = {self.kl_coef} must be >= 0")
-        require(0 < self.gamma <= 1, f"gamma = {self.gamma} must be in (0, 1]")
-        require(0 <= self.gae_lambda <= 1, f"gae_lambda = {self.gae_lambda} must be in [0, 1]")
-        require(self.clip_range > 0, f"clip_range = {self.clip_range} must be > 0")
-        require(self.clip_range_value > 0, f"clip_range_value = {self.clip_range_value} must be > 0")
-        require(self.vf_coef >= 0, f"vf_coef = {self.vf_coef} must be >= 0")
-        require(self.temperature > 0, f"temperature = {self.temperature} must be > 0")
         check_reward_fields(self.rewards, self.reward_weights)
 
 
@@ -161,9 +155,7 @@ def ppo_losses(
 
 # ----- the training loop ------------------------------------------------------------------------------------------
 def train(config: Config, run: Run) -> Any:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from plainrl.kit.config import require
+from plainrl.kit.config import require, require_ranges
 from plainrl.kit.errors import ConfigError
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
@@ -49,10 +49,8 @@ class PreferenceConfig(PolicyConfig):
     def validate(self) -> None:
         super().validate()
         require(0 < self.test_fraction < 1, f"test_fraction = {self.test_fraction} must be in (0, 1)")
-        require(self.pair_prompts >= 1, f"pair_prompts = {self.pair_prompts} must be >= 1")
-        require(self.pair_test_prompts >= 1, f"pair_test_prompts = {self.pair_test_prompts} must be >= 1")
+        require_ranges(self, at_least_one=("pair_prompts", "pair_test_prompts"), positive=("pair_temperature",))
         require(self.samples_per_prompt >= 2, f"samples_per_prompt = {self.samples_per_prompt} must be >= 2")
-        require(self.pair_temperature > 0, f"pair_temperature = {self.pair_temperature} must be > 0")
         require(not self.pairs or Path(self.pairs).is_file(), f"pairs = {self.pairs!r}: no such file")
 
 

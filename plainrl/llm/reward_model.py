@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plainrl.kit.config import require
-from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.config import require_ranges
+from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.evaluate import evaluation_due
 from plainrl.llm.generate import positions_from_mask
 from plainrl.llm.policies import TrainableWeights, build_policy, check_model_spec, load_policy, load_tokenizer
@@ -49,7 +48,7 @@ class Config(PreferenceConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
+        require_ranges(self, at_least_one=("batch_size",))
         if self.pair_model:
             check_model_spec(self.pair_model)
 
@@ -119,9 +118,7 @@ def load_reward_model(run_dir: str | Path, device: torch.device | str) -> tuple[
 
 
 def train(config: Config, run: Run) -> ScalarModel:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     task = make_task(config.task)
     policy, tokenizer = build_policy(config, device)
     sampler = load_policy(config.pair_model, device)[0] if config.pair_model else policy

@@ -206,17 +206,6 @@ def check_reward_fields(rewards: Sequence[str], reward_weights: Sequence[float])
 PYTHON_REWARDS: dict[str, Callable[..., Any]] = {}  # functions given to plainrl.train in this process, by config name
 
 
-def register_reward(fn: Callable[..., Any]) -> str:
-    """The config name of a reward function given from Python ('python:NAME'), valid in this process."""
-    for name, known in PYTHON_REWARDS.items():
-        if known is fn:
-            return name
-    name = f"python:{getattr(fn, '__name__', 'reward').strip('<>')}"
-    name = name if name not in PYTHON_REWARDS else f"{name}-{len(PYTHON_REWARDS)}"
-    PYTHON_REWARDS[name] = fn
-    return name
-
-
 def rewards_by_name(
     names: Sequence[str], weights: Sequence[float], task: Task, timeout_s: float | None = 5.0
 ) -> RewardSet:

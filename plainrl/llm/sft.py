@@ -24,9 +24,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from plainrl.kit.config import require
-from plainrl.kit.nets import resolve_device
-from plainrl.kit.run import Run, seed_everything
+from plainrl.kit.config import require, require_ranges
+from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, pad_sequences
@@ -59,13 +58,11 @@ class Config(PolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.batch_size >= 1, f"batch_size = {self.batch_size} must be >= 1")
-        require(self.grad_accum >= 1, f"grad_accum = {self.grad_accum} must be >= 1")
+        require_ranges(self, at_least_one=("batch_size", "grad_accum"), fraction=("min_lr_ratio",))
         require(
             0 <= self.warmup_steps < self.total_steps, f"warmup_steps = {self.warmup_steps} must be in [0, total_steps)"
         )
         require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
-        require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio = {self.min_lr_ratio} must be in [0, 1]")
         require(self.tiny_dim % self.tiny_n_heads == 0, "tiny_dim must be a multiple of tiny_n_heads")
         require(self.tiny_n_heads % self.tiny_n_kv_heads == 0, "tiny_n_heads must be a multiple of tiny_n_kv_heads")
 
@@ -116,9 +113,7 @@ def micro_batch_indices(step: int, micro: int, config: Config, n_examples: int) 
 
 
 def train(config: Config, run: Run) -> Any:
-    seed_everything(config.seed)  # the first line of every training loop: same seed, same run
-    torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
+    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     model.train()

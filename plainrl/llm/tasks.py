@@ -287,17 +287,6 @@ TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "countdown": Count
 PYTHON_TASKS: dict[str, Task] = {}  # Task objects given to plainrl.train in this process, by their config name
 
 
-def register_task(task: Task) -> str:
-    """The config name of a Task object given from Python ('python:ClassName'), valid in this process."""
-    for name, known in PYTHON_TASKS.items():
-        if known is task:
-            return name
-    name = f"python:{type(task).__name__}"
-    name = name if name not in PYTHON_TASKS else f"{name}-{len(PYTHON_TASKS)}"
-    PYTHON_TASKS[name] = task
-    return name
-
-
 def make_task(spec: str) -> Task:
     """'arithmetic', 'arithmetic:digits=3,ops=+-*', 'countdown:numbers=4', or a path to a .jsonl file."""
     if spec in PYTHON_TASKS:

@@ -170,14 +170,14 @@ def draw_dp_curve(run_dir: str | Path) -> Path | None:
 
 def draw_pictures(run_dir: str | Path) -> list[Path]:
     """values.png and curve.png of a saved tabular run (what `plainrl plot` refreshes)."""
-    from plainrl.kit.run import read_run_config
-    from plainrl.kit.training import load_agent
+    from plainrl.kit.registry import load_run
+    from plainrl.kit.run import load_checkpoint_file
 
-    config, agent = load_agent(run_dir)
-    algo = read_run_config(run_dir)["algo"]
-    q = agent.q.detach().cpu().numpy()
+    algo, _, config = load_run(run_dir)
+    env_id = str(config.label())
+    q = np.asarray(load_checkpoint_file(run_dir)["agent"]["q"])
     pictures = [
-        draw_values(Path(run_dir) / "values.png", config.env, q, title=f"{algo} on {config.env}"),
+        draw_values(Path(run_dir) / "values.png", env_id, q, title=f"{algo} on {env_id}"),
         draw_dp_curve(run_dir) or plot_run(run_dir),
     ]
     return [path for path in pictures if path is not None]

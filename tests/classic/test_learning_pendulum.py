@@ -2,7 +2,6 @@
 deterministic evaluation return far above a random policy's (about -1200 to -1500). A sign flip in a loss,
 a broken target or a broken squashing keeps it there. (Full presets reach -200 or better: see docs/sac.md.)"""
 
-
 import pytest
 
 import plainrl

@@ -174,7 +174,7 @@ def test_a_run_folder_in_use_is_refused_until_closed(tmp_path):
     in_use = rf"{tmp_path} is in use by another process \(pid {os.getpid()}\): wait for it to finish"
     with pytest.raises(PlainRLError, match=in_use):  # a second open() of .lock conflicts, even in one process
         Run.resume(tmp_path, config(), show_progress=False)
-    with pytest.raises(PlainRLError, match=in_use):
+    with pytest.raises(PlainRLError, match="already holds a run"):
         Run.create("ppo", config(), tmp_path, show_progress=False)
     assert (tmp_path / "metrics.csv").read_text() == metrics  # untouched by the refused resume
     training.close()
@@ -199,10 +199,10 @@ def test_a_lock_held_by_another_process_is_refused_and_dropped_when_it_dies(tmp_
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        (run_dir / "config.toml").write_text('algo = "ppo"\n')
         with pytest.raises(PlainRLError, match=rf"in use by another process \(pid {holder.pid}\)"):
-            Run.create("ppo", config(), run_dir, show_progress=False)
-        assert not (run_dir / "config.toml").exists()
+            Run(run_dir, "ppo", config(), resumed=False, show_progress=False)
     finally:
         holder.kill()
         holder.wait()
-    Run.create("ppo", config(), run_dir, show_progress=False).close()  # no stale lock after a kill
+    Run(run_dir, "ppo", config(), resumed=False, show_progress=False).close()  # no stale lock after a kill

@@ -1,8 +1,85 @@
+import re
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from plainrl.kit.envs import EpisodeStats, make_env, make_vec_env, true_next_obs
 from plainrl.kit.errors import PlainRLError
+
+
+class BadValueEnv(gym.Env):
+    """obs = [steps this episode, 1, 1, ...] and reward 1, except at step `bad_step` (0: the reset) of episode
+    `bad_episode` (0: the first), where `what` ("reward", or "obs": its second element) is `value`. Episodes
+    last 10 steps."""
+
+    bad_step, bad_episode, what, value, size = 3, 0, "reward", float("nan"), 2
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.size,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t, self.episode = 0, -1
+
+    def _bad(self) -> bool:
+        return self.t == self.bad_step and self.episode == self.bad_episode
+
+    def _obs(self) -> np.ndarray:
+        obs = np.ones(self.size, dtype=np.float32)
+        obs[0] = self.t
+        if self.what == "obs" and self._bad():
+            obs[1] = self.value
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.t, self.episode = 0, self.episode + 1
+        return self._obs(), {}
+
+    def step(self, action: Any):
+        self.t += 1
+        reward = self.value if self.what == "reward" and self._bad() else 1.0
+        return self._obs(), reward, False, self.t >= 10, {}
+
+
+class NaNRewardEnv(BadValueEnv):
+    pass
+
+
+class LateNaNRewardEnv(BadValueEnv):
+    bad_episode = 1
+
+
+class InfRewardEnv(BadValueEnv):
+    value = float("-inf")
+
+
+class InfObsEnv(BadValueEnv):
+    what, value = "obs", float("inf")
+
+
+class NaNObsEnv(BadValueEnv):
+    what, value, size = "obs", float("nan"), 40  # more than 16 numbers: the numpy check
+
+
+class InfResetObsEnv(BadValueEnv):
+    what, value, bad_step = "obs", float("inf"), 0
+
+
+class HugeObsEnv(BadValueEnv):
+    """Finite observations so large that their squares (and, in float32, their sums) overflow."""
+
+    what, value, size = "obs", 3e38, 40
+    bad_step = 1
+
+
+BAD_ENVS = [  # env class, the words of the error
+    (NaNRewardEnv, "returned a NaN reward at its step 3 (episode step 3)"),
+    (InfRewardEnv, "returned an inf reward at its step 3 (episode step 3)"),
+    (InfObsEnv, "returned an inf observation (obs[1] = inf) at its step 3 (episode step 3)"),
+    (NaNObsEnv, "returned a NaN observation (obs[1] = nan) at its step 3 (episode step 3)"),
+    (InfResetObsEnv, "returned an inf observation (obs[1] = inf) from reset (after its step 0)"),
+]
 
 
 @pytest.mark.parametrize("terminate", [True, False])
@@ -60,3 +137,81 @@ def test_continuous_actions_are_clipped_to_bounds():
     # A huge torque is clipped to max_torque = 2: the reward penalty is then at most 0.001 * 2^2 + ...
     _, reward, *_ = env.step(np.array([1e6], dtype=np.float32))
     assert reward > -20
+
+
+def _env_id(cls: type) -> str:
+    return f"tests.kit.test_envs:{cls.__name__}"
+
+
+@pytest.mark.parametrize(("cls", "words"), BAD_ENVS, ids=[cls.__name__ for cls, _ in BAD_ENVS])
+def test_a_non_finite_reward_or_observation_is_reported_by_make_env(cls, words):
+    env = make_env(_env_id(cls))
+    with pytest.raises(PlainRLError, match=re.escape(words)) as caught:
+        env.reset(seed=0)
+        for _ in range(5):
+            env.step(0)
+    assert str(caught.value).startswith(f"env '{_env_id(cls)}' returned")
+    assert str(caught.value).endswith("plainrl needs finite rewards and observations")
+
+
+@pytest.mark.parametrize(("cls", "words"), BAD_ENVS, ids=[cls.__name__ for cls, _ in BAD_ENVS])
+def test_a_non_finite_reward_or_observation_is_reported_by_make_vec_env(cls, words):
+    with pytest.raises(PlainRLError, match=re.escape(words)):  # make_vec_env resets: InfResetObsEnv fails right there
+        envs = make_vec_env(_env_id(cls), num_envs=2, seed=0)
+        for _ in range(5):
+            envs.step(np.zeros(2, dtype=np.int64))
+
+
+def test_the_step_count_runs_on_across_episodes():
+    env = make_env(_env_id(LateNaNRewardEnv), seed=0)
+    for _ in range(10):  # the first episode, then two steps of the second: its third step brings the NaN
+        env.step(0)
+    env.reset()
+    env.step(0), env.step(0)
+    with pytest.raises(PlainRLError, match=re.escape("NaN reward at its step 13 (episode step 3)")):
+        env.step(0)
+
+
+def test_vector_sub_envs_count_their_steps_across_autoresets():
+    envs = make_vec_env(_env_id(LateNaNRewardEnv), num_envs=2, seed=0)
+    for _ in range(12):  # SAME_STEP autoreset: step 10 ends the first episode and resets
+        envs.step(np.zeros(2, dtype=np.int64))
+    with pytest.raises(PlainRLError, match=re.escape("NaN reward at its step 13 (episode step 3)")):
+        envs.step(np.zeros(2, dtype=np.int64))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the worker's own report of the error
+def test_a_non_finite_value_in_an_async_sub_env_is_reported():
+    with pytest.raises(PlainRLError, match="returned a NaN reward at its step 3"):
+        envs = make_vec_env(_env_id(NaNRewardEnv), num_envs=2, seed=0, asynchronous=True)
+        try:
+            for _ in range(5):
+                envs.step(np.zeros(2, dtype=np.int64))
+        finally:
+            envs.close()
+
+
+def test_finite_envs_pass_unchanged():
+    """The check changes nothing: same observations and rewards as the bare env, and huge finite values pass."""
+    env, bare = make_env("CartPole-v1"), gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    bare_obs, _ = bare.reset(seed=0)
+    actions = np.random.default_rng(0).integers(2, size=300)
+    for action in actions:
+        assert np.array_equal(obs, bare_obs)
+        obs, reward, terminated, truncated, _ = env.step(int(action))
+        bare_obs, bare_reward, *_ = bare.step(int(action))
+        assert reward == bare_reward
+        if terminated or truncated:
+            obs, _ = env.reset()
+            bare_obs, _ = bare.reset()
+    huge = make_env(_env_id(HugeObsEnv))
+    huge.reset(seed=0)
+    assert huge.step(0)[0][1] == np.float32(3e38)
+    envs = make_vec_env(_env_id(HugeObsEnv), num_envs=2, seed=0)
+    assert np.all(envs.step(np.zeros(2, dtype=np.int64))[0][:, 1] == np.float32(3e38))
+
+
+def test_discrete_observations_are_not_checked():
+    env = make_env("FrozenLake-v1", seed=0)
+    assert env.reset(seed=0)[0] == 0 and env.step(1)[0] in range(16)

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import plainrl
-
 from plainrl.kit.errors import PlainRLError
 from plainrl.llm import speculative
 from plainrl.llm.generate import SamplingParams, completion_logprobs, generate
@@ -173,12 +172,11 @@ def test_generate_command_prints_text_speed_and_acceptance():
 
 def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path):
     from plainrl.llm.policies import load_policy
-    from plainrl.llm.runs import train_new
 
     settings = [
         "n_samples=16",
         "sample_batch_size=8",
-        "sample_max_new_tokens=6",
+        "max_new_tokens=6",
         "batch_size=4",
         "warmup_steps=1",
         "draft_dim=16",
@@ -187,8 +185,8 @@ def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path):
         "draft_n_kv_heads=1",
         "draft_hidden_dim=32",
     ]
-    run_dir = train_new("distill", set_items=settings, run_dir=tmp_path / "draft", show_progress=False,
-                        flags={"env": "arithmetic", "model": "tiny", "total_steps": 2})  # fmt: skip
+    run_dir = plainrl.train("distill", task="arithmetic", model="tiny", total_steps=2, set_items=settings,
+                            run_dir=tmp_path / "draft", progress=False).path  # fmt: skip
     draft, tokenizer = load_policy(str(run_dir))
     assert draft.config.dim == 16 and tokenizer.vocab_size == TOKENIZER.vocab_size
     assert (run_dir / "samples.pt").is_file() and len((run_dir / "metrics.csv").read_text().splitlines()) == 3

@@ -1,5 +1,6 @@
 """Tabular methods as runs: the CLI, the run folder and its pictures, checkpoints and resuming, bad input."""
 
+import json
 import time
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 import plainrl
 from plainrl.cli import app
+from plainrl.kit.evaluate import evaluate_episodes
 from plainrl.kit.run import RunInterrupted, load_checkpoint_file
 from tests.helpers import interrupt_at
 
@@ -27,11 +29,11 @@ def test_q_learning_on_gridworld_from_the_cli_finishes_in_seconds_with_pictures(
     for name in ["config.toml", "metrics.csv", "curve.png", "values.png", "eval.json", "checkpoints/latest.pt"]:
         assert (run_dir / name).stat().st_size > 0, name
     # 100-step episodes from a random free cell: reach the target in at most 11 steps, then stay (+1 a step).
-    assert run.eval["mean_return"] > 85
-    (run.path / "values.png").unlink()
+    assert json.loads((run_dir / "eval.json").read_text())["mean_return"] > 85
+    (run_dir / "values.png").unlink()
     result = runner.invoke(app, ["plot", str(run_dir), "--out", str(tmp_path / "curves.png")])
     assert result.exit_code == 0, result.output
-    assert (run.path / "values.png").stat().st_size > 1000 and "values.png" in result.output
+    assert (run_dir / "values.png").stat().st_size > 1000 and "values.png" in result.output
 
 
 @pytest.mark.parametrize("algo", ["value_iteration", "policy_iteration", "truncated_policy_iteration"])
@@ -96,7 +98,7 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path):
 def test_evaluation_ends_episodes_of_envs_without_a_time_limit(monkeypatch):
     """CliffWalking-v1 has no time limit: a greedy policy that walks into the boundary forever still ends."""
     monkeypatch.setattr("plainrl.kit.evaluate.UNTIMED_EPISODE_LIMIT", 50)
-    result = evaluate(lambda obs: np.array([3]), "CliffWalking-v1", episodes=2, seed=0)  # left, forever
+    result = evaluate_episodes(lambda obs: np.array([3]), "CliffWalking-v1", episodes=2, seed=0)  # left, forever
     assert result["mean_return"] == -50
 
 
