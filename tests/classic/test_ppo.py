@@ -6,7 +6,6 @@ import torch
 import plainrl
 from plainrl.classic import ppo
 from plainrl.kit.config import build_config
-from plainrl.kit.run import Run
 
 
 def test_ppo_loss_matches_hand_computation():
@@ -67,10 +66,10 @@ def test_ppo_learns_cartpole(tmp_path):
 
 def test_saved_run_evaluates_with_its_observation_statistics(tmp_path):
     """CleanRL #425 / SB3 #468: `plainrl eval` must use the normalisation statistics the run trained with."""
-    config = build_config(ppo.Config, ppo.PRESETS, {"env": "CartPole-v1"},
-                          set_items=["total_steps=2048", "normalize_obs=true", "eval_episodes=0"])  # fmt: skip
-    with Run.create("ppo", config, tmp_path, show_progress=False) as run:
-        agent = ppo.train(config, run)
+    trained = []  # the agent as training left it, handed to every callback
+    plainrl.train("ppo", env="CartPole-v1", total_steps=2048, normalize_obs=True, eval_episodes=0, run_dir=tmp_path,
+                  progress=False, callbacks=[lambda step, agent: trained.append(agent) or False])  # fmt: skip
+    agent = trained[-1]
     assert agent.obs_normalizer.count.item() > 1000  # statistics really moved during training
     loaded = plainrl.load(tmp_path).module
     assert torch.equal(loaded.obs_normalizer.mean, agent.obs_normalizer.mean)
@@ -79,7 +78,7 @@ def test_saved_run_evaluates_with_its_observation_statistics(tmp_path):
     assert torch.equal(loaded.act(obs, deterministic=True), agent.act(obs, deterministic=True))
     from plainrl.kit.evaluate import agent_policy, evaluate_episodes
 
-    expected = evaluate_episodes(agent_policy(agent), "CartPole-v1", 3, config.seed)
+    expected = evaluate_episodes(agent_policy(agent), "CartPole-v1", 3, seed=0)
     assert plainrl.evaluate(tmp_path, episodes=3) == expected
 
 
