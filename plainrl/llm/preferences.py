@@ -24,7 +24,7 @@ from plainrl.kit.errors import ConfigError
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
 from plainrl.llm.policies import model_prompt
-from plainrl.llm.tasks import SPLIT_SEED, Example, Task
+from plainrl.llm.tasks import SPLIT_SEED, Example, Task, read_jsonl
 
 
 @dataclass
@@ -56,20 +56,8 @@ class PreferenceConfig(PolicyConfig):
 
 def load_pairs(path: str | Path) -> list[PreferencePair]:
     """{"prompt", "chosen", "rejected"} per line; a clear error names the first bad line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"preference file {str(path)!r} does not exist")
-    pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            pairs.append(PreferencePair(str(record["prompt"]), str(record["chosen"]), str(record["rejected"])))
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ConfigError(
-                f"{path}:{number} is not a JSON object with prompt, chosen and rejected ({err!r})"
-            ) from None
+    records = read_jsonl(path, ("prompt", "chosen", "rejected"), "preference")
+    pairs = [PreferencePair(str(r["prompt"]), str(r["chosen"]), str(r["rejected"])) for _, r in records]
     if not pairs:
         raise ConfigError(f"preference file {str(path)!r} holds no pairs")
     return pairs

@@ -246,6 +246,24 @@ def evaluate_expression(text: str) -> float | None:
         return None
 
 
+def read_jsonl(path: str | Path, keys: tuple[str, ...], what: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each line of a JSONL file (blank lines skipped), every record holding `keys`;
+    else one clear error naming the line. JSON only: reading data never runs code from it."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{what} file {str(path)!r} does not exist")
+    records = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{number} is not valid JSON: {err}") from None
+        if record is not None and (not isinstance(record, dict) or any(k not in record for k in keys)):
+            raise ConfigError(f"{path}:{number} is not a JSON object with {', '.join(keys)}")
+        if record is not None:
+            records.append((number, record))
+    return records
+
+
 class JsonlTask(Task):
     """Lines of {"prompt": ..., "answer": ..., other columns...}; a seeded `test_fraction` is held out.
 
@@ -256,19 +274,8 @@ class JsonlTask(Task):
     name = "jsonl"
 
     def __init__(self, path: str | Path, test_fraction: float = 0.1, seed: int = SPLIT_SEED) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"task file {str(path)!r} does not exist")
         examples = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{path}:{number} is not valid JSON: {err}") from None
-            if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
-                raise ConfigError(f'{path}:{number} needs "prompt" and "answer" keys')
+        for number, row in read_jsonl(path, ("prompt", "answer"), "task"):
             columns = {k: v for k, v in row.items() if k not in ("prompt", "answer", "target")}
             answer = str(row["answer"])
             examples.append(Example(str(row["prompt"]), answer, str(row.get("target", answer)), columns, number))
