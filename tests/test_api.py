@@ -168,3 +168,21 @@ def test_plainrl_train_takes_llm_trainers_and_one_resume_and_eval_serve_every_ru
     assert json.loads((run_dir / "eval.json").read_text()) == {"accuracy": 0.0, "n": 1, "step": 3}
     with pytest.raises(ConfigError, match="video is for env runs"):
         plainrl.evaluate(run_dir, video=True)
+
+
+class NaNRewardEnv(CountingEnv):
+    """CountingEnv whose third step pays NaN: a broken reward function in a user's env."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, float("nan") if self.t == 3 else reward, terminated, truncated, info
+
+
+def test_a_nan_reward_from_the_env_is_reported_as_the_envs_not_as_a_diverged_loss(tmp_path):
+    result = runner.invoke(app, ["train", "ppo", "--env", "tests.test_api:NaNRewardEnv", "--total-steps", "64",
+                                 "--set", "num_envs=1", "--set", "num_steps=16", "--run-dir", str(tmp_path / "r"),
+                                 "--no-progress"])  # fmt: skip
+    assert result.exit_code == 2
+    assert (
+        "error: env 'tests.test_api:NaNRewardEnv' returned a NaN reward at its step 3 (episode step 3)" in result.stderr
+    )

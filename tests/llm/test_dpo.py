@@ -101,9 +101,7 @@ def test_dpo_cli_errors_and_a_short_run_that_resumes(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "1+1=", "chosen": "2"}\n')
     result = runner.invoke(app, ["dpo", "--model", "tiny", "--pairs", str(bad), "--run-dir", str(tmp_path / "b")])
-    assert (
-        result.exit_code == 2 and "bad.jsonl:1 is not a JSON object with prompt, chosen, rejected" in result.stderr
-    )
+    assert result.exit_code == 2 and "bad.jsonl:1 is not a JSON object with prompt, chosen, rejected" in result.stderr
 
     pairs_file = tmp_path / "pairs.jsonl"
     write_pairs(pairs_file)
