@@ -67,8 +67,9 @@ class Config(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_ranges(self, non_negative=("minutes",),
-                       at_least_one=("n_samples", "sample_batch_size", "top_k", "batch_size"),
+        require_ranges(self, non_negative=("minutes", "weight_decay"),
+                       at_least_one=("n_samples", "sample_batch_size", "top_k", "batch_size", "draft_dim",
+                                     "draft_n_layers", "draft_n_heads", "draft_n_kv_heads", "draft_hidden_dim"),
                        positive=("sample_temperature",), fraction=("greedy_fraction",))  # fmt: skip
         require(
             0 <= self.warmup_steps < self.total_steps, f"warmup_steps = {self.warmup_steps} must be in [0, total_steps)"

@@ -57,7 +57,9 @@ class Config(PreferenceConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_ranges(self, at_least_one=("batch_size",), positive=("beta",), non_negative=("rpo_alpha",))
+        require_ranges(
+            self, at_least_one=("batch_size",), positive=("beta",), non_negative=("rpo_alpha", "weight_decay")
+        )
         require(self.loss_type in LOSS_TYPES, f"loss_type = {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
         require(0 <= self.label_smoothing < 0.5, f"label_smoothing = {self.label_smoothing} must be in [0, 0.5)")
 

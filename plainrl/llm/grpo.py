@@ -80,7 +80,7 @@ class Config(PolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_ranges(self, at_least_one=("draft_k", "num_iterations"), non_negative=("beta", "top_k"),
+        require_ranges(self, at_least_one=("draft_k", "num_iterations"), non_negative=("beta", "top_k", "weight_decay"),
                        positive=("epsilon_low", "epsilon_high", "temperature"), discount=("top_p",))  # fmt: skip
         require(
             1 <= self.prompts_per_step <= 100_000, f"prompts_per_step = {self.prompts_per_step} must be in [1, 100000]"

@@ -48,7 +48,7 @@ class Config(PreferenceConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_ranges(self, at_least_one=("batch_size",))
+        require_ranges(self, at_least_one=("batch_size",), non_negative=("weight_decay",))
         if self.pair_model:
             check_model_spec(self.pair_model)
 

@@ -58,7 +58,9 @@ class Config(PolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_ranges(self, at_least_one=("batch_size", "grad_accum"), fraction=("min_lr_ratio",))
+        require_ranges(self, at_least_one=("batch_size", "grad_accum", "tiny_dim", "tiny_n_layers", "tiny_n_heads",
+                                           "tiny_n_kv_heads", "tiny_hidden_dim"),
+                       fraction=("min_lr_ratio",), non_negative=("weight_decay",))  # fmt: skip
         require(
             0 <= self.warmup_steps < self.total_steps, f"warmup_steps = {self.warmup_steps} must be in [0, total_steps)"
         )

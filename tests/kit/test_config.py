@@ -99,6 +99,8 @@ def test_bad_config_files(tmp_path):
         ("grpo", "prompts_per_step=1e12", r"prompts_per_step = 1000000000000 must be in \[1, 100000\]"),
         ("sft", "learning_rate=0", r"learning_rate = 0.0 must be > 0 \(or none: automatic\)"),
         ("sft", "max_new_tokens=1e9", r"max_new_tokens = 1000000000 must be in \[1, 100000\]"),
+        ("sft", "tiny_n_heads=0", "tiny_n_heads = 0 must be >= 1"),  # was a ZeroDivisionError
+        ("grpo", "weight_decay=-1", r"weight_decay = -1.0 must be >= 0"),  # was AdamW's ValueError
     ],
 )
 def test_algorithm_fields_reject_hostile_values(algo, item, message):
