@@ -66,23 +66,13 @@ class RunFolder:
 
 # ----- train and resume ------------------------------------------------------------------------------------------
 def train(
-    algo: str,
-    env: str | gym.Env | Callable[[], gym.Env] | None = None,
-    *,
-    task: Any = None,
-    model: str | None = None,
-    rewards: Sequence[str | Callable[..., Any]] | None = None,
-    seed: int | None = None,
-    total_steps: int | None = None,
-    device: str | None = None,
-    run_dir: str | Path | None = None,
-    progress: bool = True,  # the live progress bar
-    callbacks: Sequence[StepCallback] = (),
-    config_file: str | Path | None = None,
-    set_items: Sequence[str] = (),
+    algo: str, env: str | gym.Env | Callable[[], gym.Env] | None = None, *, task: Any = None, model: str | None = None,
+    rewards: Sequence[str | Callable[..., Any]] | None = None, seed: int | None = None, total_steps: int | None = None,
+    device: str | None = None, run_dir: str | Path | None = None, progress: bool = True,
+    callbacks: Sequence[StepCallback] = (), config_file: str | Path | None = None, set_items: Sequence[str] = (),
     **overrides: Any,
-) -> RunFolder:
-    """Train `algo` and leave a run folder; returns it.
+) -> RunFolder:  # fmt: skip
+    """Train `algo` and leave a run folder; returns it. `progress=False` silences the live progress bar.
 
     env:       a Gymnasium id, "module:ClassName" / "module:factory", a gymnasium.Env instance (each env is a copy of
                it) or a zero-argument factory (env-track algorithms: classic and tabular).

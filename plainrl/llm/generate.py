@@ -27,29 +27,11 @@ from plainrl.llm.sampling import (
     Rollout,
     SamplingParams,
     cut_at_stop,
-    filter_logits,
     pad_sequences,
     positions_from_mask,
     sample_next,
 )
 from plainrl.llm.speculative import speculative_generate
-
-__all__ = [  # the rollout engine's public names, those from sampling.py included (imported from here)
-    "Rollout",
-    "SamplingParams",
-    "completion_logprobs",
-    "completion_logprobs_entropy",
-    "cut_at_stop",
-    "distinct_rows",
-    "filter_logits",
-    "generate",
-    "generate_texts",
-    "pad_sequences",
-    "positions_from_mask",
-    "sample_next",
-    "sequence_logprobs",
-    "shared_prompt_hidden_states",
-]
 
 
 @torch.inference_mode()
