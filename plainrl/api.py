@@ -190,6 +190,8 @@ def load(path: str | Path, device: str | None = None) -> Any:
         env.close()
         agent.load_state_dict(load_checkpoint_file(path, map_location=target)["agent"])
         return Agent(agent.eval(), env.observation_space, config)
+    if hasattr(module, "load_trained"):  # reward-model: the scorer, not a policy
+        return module.load_trained(Path(path), target)
     from plainrl.llm.policies import Policy, load_run_policy
 
     return Policy(*load_run_policy(Path(path), target), spec=str(path))
@@ -208,16 +210,17 @@ def evaluate(path: str | Path, episodes: int = 20, video: bool = False, n: int |
         video_path = Path(path) / "episode.gif" if video else None
         result = evaluate_episodes(agent_policy(agent.module), config.env, episodes, config.seed, video_path)
     else:
-        if hasattr(module, "final_evaluation") or not hasattr(config, "eval_n"):
-            raise PlainRLError(f"{path} is a {name} run: its eval.json was written when it finished training")
         if video:
             raise ConfigError("video is for env runs; an LLM run is evaluated on held-out examples")
         from plainrl.llm.evaluate import final_accuracy
 
-        config = dataclasses.replace(config, eval_n=n) if n else config  # type: ignore[call-arg]
-        policy = load(path)
-        rows = RunFolder(path).metrics
-        result = final_accuracy(policy.model, policy.tokenizer, config, int(rows[-1]["step"] or 0) if rows else 0)
+        config = dataclasses.replace(config, eval_n=n) if n and hasattr(config, "eval_n") else config  # type: ignore[call-arg]
+        trained, rows = load(path), RunFolder(path).metrics
+        step = int(rows[-1]["step"] or 0) if rows else 0
+        if hasattr(module, "final_evaluation"):  # reward-model: held-out pairs; distill: its record
+            result = module.final_evaluation(config, getattr(trained, "model", trained), Path(path), step)
+        else:
+            result = final_accuracy(trained.model, trained.tokenizer, config, step)
     write_eval_json(path, result)
     return result
 

@@ -1,17 +1,22 @@
-"""The algorithms and where they live. Modules are imported by name only when used, so the kit (and the
-CLI) never import an algorithm's internals up front.
+"""The one registry: every algorithm and trainer name, of every track, and the module that holds it. Modules are
+imported by name only when used, so the kit (and the CLI) never import an algorithm's internals up front.
 
-Each algorithm module provides:
-    Config          a dataclass subclassing kit.config.EnvConfig
-    PRESETS         {env_id: {field: value}} tuned settings per environment
+Every module provides `Config` (a dataclass), `PRESETS` ({env id or task: {field: value}}) and `train(config, run)`,
+which seeds, builds, restores a resumed run's state, trains and returns what it trained.
+
+Env-track modules (Config subclasses kit.config.EnvConfig: classic and tabular) also provide
     ACTION_SPACES   the gymnasium space class names it handles, e.g. ("Discrete", "Box")
-    train(config, run) -> agent
     build_agent(config, observation_space, action_space) -> an nn.Module with act(obs, deterministic)
-
-and may provide:
+and may provide
     OBSERVATION_SPACES  the observation space class names it handles (tabular methods: ("Discrete",))
     check_env(env)      raise PlainRLError if the env lacks something the algorithm needs (a model, ...)
     draw_pictures(run_dir) -> [paths]   pictures beyond curve.png that `plainrl plot` refreshes
+
+Task-track modules (Config subclasses llm.config.TaskConfig: the LLM trainers) may provide
+    check(config)       checks that need the model or tokenizer, before the run folder exists
+    build_policy(config, device) -> (model, tokenizer)   the policy a run folder holds (default: config.model's)
+    load_trained(run_dir, device)   what `plainrl.load` gives (default: llm.policies.Policy)
+    final_evaluation(config, trained, run_dir, step) -> dict   eval.json (default: held-out accuracy)
 """
 
 from __future__ import annotations

@@ -117,6 +117,11 @@ def load_reward_model(run_dir: str | Path, device: torch.device | str) -> tuple[
     return reward_model.eval().requires_grad_(False), tokenizer
 
 
+def load_trained(run_dir: Path, device: torch.device | str) -> ScalarModel:
+    """`plainrl.load` of a reward-model run: the frozen scorer, reward_model(ids) -> one score per position."""
+    return load_reward_model(run_dir, device)[0]
+
+
 def train(config: Config, run: Run) -> ScalarModel:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     task = make_task(config.task)

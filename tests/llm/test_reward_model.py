@@ -91,5 +91,6 @@ def test_reward_model_learns_held_out_preferences(tmp_path):
     assert evaluation["n"] == 20 and evaluation["pairwise_accuracy"] >= 0.9
     with (tmp_path / "run" / "metrics.csv").open() as f:
         assert "accuracy" in next(csv.DictReader(f))  # the held-out pairwise accuracy curve.png shows
-    loaded, _ = reward_model.load_reward_model(tmp_path / "run", "cpu")
-    assert not any(p.requires_grad for p in loaded.parameters())
+    loaded = plainrl.load(tmp_path / "run")  # the scorer itself, frozen, with the trained head
+    assert isinstance(loaded, reward_model.ScalarModel) and not any(p.requires_grad for p in loaded.parameters())
+    assert plainrl.evaluate(tmp_path / "run") == evaluation  # the saved run re-scores its held-out pairs alike

@@ -190,6 +190,7 @@ def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path):
     draft, tokenizer = load_policy(str(run_dir))
     assert draft.config.dim == 16 and tokenizer.vocab_size == TOKENIZER.vocab_size
     assert (run_dir / "samples.pt").is_file() and len((run_dir / "metrics.csv").read_text().splitlines()) == 3
+    assert plainrl.evaluate(run_dir) == {"step": 2, "samples": 16}  # eval.json: how far the draft trained
     params = SamplingParams(max_new_tokens=8, greedy=True)
     reference = generate(TARGET, TOKENIZER, PROMPTS, params)
     assert generate(TARGET, TOKENIZER, PROMPTS, params, draft=draft).completion_ids.tolist() == (
