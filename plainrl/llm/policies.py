@@ -104,7 +104,9 @@ class TrainableWeights:
         return {name: value for name, value in self.model.state_dict().items() if name in trained}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state, strict=False)  # the rest is the base model
+        unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys  # the rest is the base model
+        if unexpected:  # weights of another model: loading them would silently leave this one untrained
+            raise ConfigError(f"the checkpoint holds {len(unexpected)} weights this model lacks ({unexpected[0]}, ...)")
 
 
 def load_run_policy(run_dir: Path, device: torch.device | str) -> tuple[Any, Any]:

@@ -94,3 +94,14 @@ def test_reward_model_learns_held_out_preferences(tmp_path):
     loaded = plainrl.load(tmp_path / "run")  # the scorer itself, frozen, with the trained head
     assert isinstance(loaded, reward_model.ScalarModel) and not any(p.requires_grad for p in loaded.parameters())
     assert plainrl.evaluate(tmp_path / "run") == evaluation  # the saved run re-scores its held-out pairs alike
+
+
+def test_weights_of_another_model_are_refused_not_silently_dropped():
+    """A reward model's checkpoint (backbone.*, head.*) loaded into a bare policy would leave it untrained."""
+    from plainrl.kit.errors import ConfigError
+    from plainrl.llm.policies import TrainableWeights
+
+    policy, _ = load_policy("tiny")
+    scorer_state = reward_model.ScalarModel(load_policy("tiny")[0]).state_dict()
+    with pytest.raises(ConfigError, match=r"the checkpoint holds \d+ weights this model lacks \(backbone\."):
+        TrainableWeights(policy).load_state_dict(scorer_state)
