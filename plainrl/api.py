@@ -91,7 +91,7 @@ def train(
     if wrong:
         takes = "env=" if is_env_run else "task=, model=, rewards="
         raise ConfigError(f"{name} takes {takes} (not {', '.join(sorted(wrong))}=)")
-    written: Path | None = None
+    written: list[Path] | None = None
     if is_env_run:
         values["env"] = env_id(env) if env is not None else None
     else:
@@ -100,15 +100,15 @@ def train(
             if (folder / "config.toml").exists():
                 raise PlainRLError(f"{str(folder)!r} already holds a run: choose another run_dir")
             written = write_examples(task, folder / "task.jsonl")
-            run_dir, task = folder, str(written)
+            run_dir, task = folder, str(written[0])
         values.update(task=task_name(task) if task is not None else None, model=model)
         values["rewards"] = [reward_name(r) for r in rewards] if rewards is not None else None
     try:
         config = build_config(module.Config, module.PRESETS, values, config_file, list(set_items), "train()")
         check(name, module, config)
     except PlainRLError:
-        if written is not None:
-            written.unlink()
+        for made in written or []:  # the examples file (and the folders made for it) were this call's only trace
+            made.unlink() if made.is_file() else made.rmdir()
         raise
     with Run.create(name, config, run_dir, show_progress=progress) as run:
         print(f"run folder: {run.dir}")
@@ -290,11 +290,13 @@ def reward_name(reward: str | Callable[..., Any]) -> str:
     return importable_name(reward) or in_process_name(reward, PYTHON_REWARDS)
 
 
-def write_examples(examples: list[Any], path: Path) -> Path:
-    """[{"prompt": ..., "answer": ..., more columns}] -> a JSONL task file (the run folder's task.jsonl)."""
+def write_examples(examples: list[Any], path: Path) -> list[Path]:
+    """[{"prompt": ..., "answer": ..., more columns}] -> a JSONL task file (the run folder's task.jsonl); returns it
+    and the folders made for it, innermost first."""
     for number, example in enumerate(examples, start=1):
         if not isinstance(example, dict) or "prompt" not in example or "answer" not in example:
             raise ConfigError(f'task example {number} must be a dict with "prompt" and "answer" keys, got {example!r}')
+    made = [path, *[folder for folder in path.parents if not folder.exists()]]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(example) + "\n" for example in examples))
-    return path
+    return made

@@ -104,6 +104,7 @@ def test_a_task_object_trains_and_is_named_in_the_config(tmp_path):
         (lambda: plainrl.train("ppo", learning_rat=1e-3), "unknown key 'learning_rat' in train() (did you mean"),
         (lambda: plainrl.train("grpo", rewards=[3]), "reward 3 is not a name or a function"),
         (lambda: plainrl.train("grpo", task=[{"prompt": "1+1="}]), 'task example 1 must be a dict with "prompt"'),
+        (lambda: plainrl.train("grpo", task=[{"prompt": "1+1=", "answer": "2"}] * 3, group_size=1), "group_size = 1"),
     ],
 )
 def test_bad_python_input_is_one_clear_error_before_any_work(call, message, tmp_path, monkeypatch):
@@ -111,7 +112,7 @@ def test_bad_python_input_is_one_clear_error_before_any_work(call, message, tmp_
     with pytest.raises(PlainRLError) as error:
         call()
     assert message in str(error.value)
-    assert not any(tmp_path.rglob("*.toml")) and not any(tmp_path.rglob("*.jsonl"))  # nothing was left behind
+    assert not any(tmp_path.rglob("*"))  # nothing was left behind
 
 
 def test_a_character_outside_the_tokenizer_names_the_file_line_and_character(tmp_path):
