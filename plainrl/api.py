@@ -114,7 +114,7 @@ def train(
         print(f"run folder: {run.dir}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)
-    finish(module, config, trained, run.dir)
+    finish(module, config, trained, run)
     return RunFolder(run.dir)
 
 
@@ -126,7 +126,7 @@ def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCall
         print(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)
-    finish(module, config, trained, run.dir)
+    finish(module, config, trained, run)
     return RunFolder(path)
 
 
@@ -150,8 +150,9 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
     resolve_device(config.device)
 
 
-def finish(module: ModuleType, config: RunConfig, trained: Any, run_dir: Path) -> None:
+def finish(module: ModuleType, config: RunConfig, trained: Any, run: Run) -> None:
     """The final evaluation of every track -> eval.json."""
+    run_dir, step = run.dir, int(run.last_logged.get("step", run.start_step))
     if isinstance(config, EnvConfig):
         if config.eval_episodes == 0:
             return
@@ -160,15 +161,13 @@ def finish(module: ModuleType, config: RunConfig, trained: Any, run_dir: Path) -
         print(f"eval: mean_return = {result['mean_return']:.2f} +/- {result['std_return']:.2f} "
                       f"over {result['episodes']} episodes -> {run_dir / 'eval.json'}")  # fmt: skip
         return
-    rows = RunFolder(run_dir).metrics
-    step = int(rows[-1]["step"] or 0) if rows else 0
     if hasattr(module, "final_evaluation"):
         result = module.final_evaluation(config, trained, run_dir, step)
     else:
         from plainrl.llm.evaluate import final_accuracy
         from plainrl.llm.policies import load_tokenizer
 
-        at_last_step = rows[-1].get("accuracy") if rows else None  # the loop's own evaluation of this step
+        at_last_step = run.last_logged.get("accuracy")  # the loop's own evaluation of this step, if it made one
         result = final_accuracy(trained, load_tokenizer(config.model), config, step, at_last_step)  # type: ignore[attr-defined]
     if getattr(config, "lora_rank", 0) > 0:
         from plainrl.llm.lora import save_adapters

@@ -18,14 +18,16 @@ EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the training envs' 
 UNTIMED_EPISODE_LIMIT = 10_000  # envs without a time limit (CliffWalking-v1): a policy that loops still ends
 
 
-def agent_policy(agent: Any, device: torch.device | str | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy obs (B, *obs_shape) -> numpy actions (B, ...), deterministic, without gradients."""
+def agent_policy(
+    agent: Any, device: torch.device | str | None = None, deterministic: bool = True
+) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy obs (B, *obs_shape) -> numpy actions (B, ...), without gradients (deterministic by default)."""
     device = device or next(agent.parameters()).device
 
     def policy(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            return agent.act(obs_tensor, deterministic=True).cpu().numpy()
+            return agent.act(obs_tensor, deterministic=deterministic).cpu().numpy()
 
     return policy
 
@@ -81,13 +83,10 @@ class Agent:
 
     def __init__(self, module: Any, observation_space: gym.Space, config: Any) -> None:
         self.module, self.observation_space, self.config = module, observation_space, config
-        self.device = next(module.parameters()).device
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """One observation -> one action; a batch (B, *obs_shape) -> B actions."""
         obs = np.asarray(obs, dtype=np.float32)
         single = obs.ndim == len(self.observation_space.shape or ())
-        batch = torch.as_tensor(obs[None] if single else obs, device=self.device)
-        with torch.inference_mode():
-            actions = self.module.act(batch, deterministic=deterministic).cpu().numpy()
+        actions = agent_policy(self.module, deterministic=deterministic)(obs[None] if single else obs)
         return actions[0] if single else actions

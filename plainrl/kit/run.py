@@ -219,6 +219,7 @@ class Run:
         self._progress: Any = None
         self._show_progress = show_progress
         self._recent_returns: list[float] = []
+        self.last_logged: dict[str, float] = {}
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.checkpoint_state = load_checkpoint_file(path) if resumed else None
         if self.checkpoint_state is not None:
@@ -311,6 +312,7 @@ class Run:
             self.wandb.log(metrics, step=step)
         if "episode_return" in metrics:
             self._recent_returns = (self._recent_returns + [metrics["episode_return"]])[-20:]
+        self.last_logged = row  # the orchestrator's final evaluation reuses an evaluation of the last step
         self._advance_progress(step)
 
     def _open_wandb(self) -> None:
