@@ -26,12 +26,13 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from plainrl.kit import distributed
 from plainrl.kit.config import EnvConfig, RunConfig, build_config, in_process_name
 from plainrl.kit.envs import make_env
 from plainrl.kit.errors import ConfigError, PlainRLError
 from plainrl.kit.evaluate import Agent, agent_policy, evaluate_episodes, write_eval_json
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.registry import canonical_name, check_spaces, load_algorithm, load_run
+from plainrl.kit.registry import ALGORITHMS, canonical_name, check_spaces, load_algorithm, load_run
 from plainrl.kit.run import Run, default_run_dir, load_checkpoint_file, read_run_config
 
 StepCallback = Callable[[int, Any], bool]  # (step, what is being trained) -> True to stop training now
@@ -92,6 +93,7 @@ def train(
         takes = "env=" if is_env_run else "task=, model=, rewards="
         raise ConfigError(f"{name} takes {takes} (not {', '.join(sorted(wrong))}=)")
     written: list[Path] | None = None
+    world = distributed.join(device or "auto")  # under torchrun: this process's rank; else a world of one
     if is_env_run:
         values["env"] = env_id(env) if env is not None else None
     else:
@@ -99,8 +101,10 @@ def train(
             folder = Path(run_dir) if run_dir else default_run_dir(name, "examples", seed or 0)
             if (folder / "config.toml").exists():
                 raise PlainRLError(f"{str(folder)!r} already holds a run: choose another run_dir")
-            written = write_examples(task, folder / "task.jsonl")
-            run_dir, task = folder, str(written[0])
+            folder = Path(world.broadcast_object(str(folder)))  # rank 0's name (a default one has its clock)
+            written = write_examples(task, folder / "task.jsonl") if world.is_main else []
+            world.barrier()  # every rank reads the file rank 0 wrote
+            run_dir, task = folder, str(folder / "task.jsonl")
         values.update(task=task_name(task) if task is not None else None, model=model)
         values["rewards"] = [reward_name(r) for r in rewards] if rewards is not None else None
     try:
@@ -111,7 +115,7 @@ def train(
             made.unlink() if made.is_file() else made.rmdir()
         raise
     with Run.create(name, config, run_dir, show_progress=progress) as run:
-        print(f"run folder: {run.dir}")
+        distributed.say(f"run folder: {run.dir}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)
     finish(module, config, trained, run)
@@ -121,9 +125,10 @@ def train(
 def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCallback] = ()) -> RunFolder:
     """Continue an interrupted run from its last checkpoint to its planned total, then evaluate it."""
     name, module, config = load_run(path)
+    distributed.join(config.device)
     check(name, module, config)
     with Run.resume(path, config, show_progress=progress) as run:
-        print(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
+        distributed.say(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)
     finish(module, config, trained, run)
@@ -131,7 +136,20 @@ def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCall
 
 
 def check(name: str, module: ModuleType, config: RunConfig) -> None:
-    """Everything that can be checked before a run folder is touched: env and spaces, or task and model; device."""
+    """Everything that can be checked before a run folder is touched: env and spaces, or task and model; device;
+    that the algorithm trains data-parallel when torchrun launched several processes."""
+    world = distributed.world()
+    if world.size > 1 and not getattr(module, "DATA_PARALLEL", False):
+        parallel = ", ".join(n for n in ALGORITHMS if getattr(load_algorithm(n), "DATA_PARALLEL", False))
+        raise ConfigError(
+            f"{name} trains in one process; under torchrun ({world.size} processes) train one of: {parallel}"
+        )
+    if getattr(config, "fsdp", False) and world.size == 1:
+        raise ConfigError(
+            "fsdp = true shards the model over several processes: launch with torchrun --nproc_per_node N"
+        )
+    if world.size > 1 and getattr(module, "check_world", None):
+        module.check_world(config, world)
     if isinstance(config, EnvConfig):
         env = make_env(config.env)
         check_spaces(name, module, env)
@@ -151,10 +169,11 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
 
 
 def finish(module: ModuleType, config: RunConfig, trained: Any, run: Run) -> None:
-    """The final evaluation of every track -> eval.json."""
+    """The final evaluation of every track -> eval.json (in a torchrun job: every rank takes part in an LLM's
+    evaluation, which shares the held-out examples among them; rank 0 evaluates an env agent and writes)."""
     run_dir, step = run.dir, int(run.last_logged.get("step", run.start_step))
     if isinstance(config, EnvConfig):
-        if config.eval_episodes == 0:
+        if config.eval_episodes == 0 or not distributed.world().is_main:
             return
         result = evaluate_episodes(agent_policy(trained), config.env, config.eval_episodes, config.seed)
         write_eval_json(run_dir, result)
@@ -169,6 +188,8 @@ def finish(module: ModuleType, config: RunConfig, trained: Any, run: Run) -> Non
 
         at_last_step = run.last_logged.get("accuracy")  # the loop's own evaluation of this step, if it made one
         result = final_accuracy(trained, load_tokenizer(config.model), config, step, at_last_step)  # type: ignore[attr-defined]
+    if not distributed.world().is_main:
+        return
     if getattr(config, "lora_rank", 0) > 0:
         from plainrl.llm.lora import save_adapters
 

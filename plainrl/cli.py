@@ -22,7 +22,9 @@ app = typer.Typer(
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    from plainrl.kit.distributed import error_prefix
+
+    typer.echo(f"{error_prefix()}error: {message}", err=True)  # under torchrun: "rank 1: error: ..."
     raise typer.Exit(2)
 
 

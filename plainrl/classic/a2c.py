@@ -9,6 +9,7 @@ workers replaced by N vector envs stepped in lockstep, as in OpenAI Baselines an
         one gradient step (RMSprop by default, as in the paper)
 
 Unlike PPO there is no old policy and no ratio: each rollout is used for exactly one gradient step.
+Under torchrun each rank steps num_envs / N of the envs and gradients are summed, as in ppo.py.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from plainrl.kit import distributed
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
 from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import ActorCritic
-from plainrl.kit.normalize import RewardScaler
+from plainrl.kit.normalize import RewardScaler, standardize
 from plainrl.kit.run import Run, set_up_torch
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
@@ -76,6 +78,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+DATA_PARALLEL = True  # runs under torchrun (kit/distributed.py)
+
+
+def check_world(config: Config, world: distributed.World) -> None:
+    world.shard(config.num_envs, "num_envs")
+
+
 def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:
     return ActorCritic(observation_space, action_space, config.hidden_sizes, config.activation, config.normalize_obs)
 
@@ -103,7 +112,10 @@ def a2c_loss(
 
 def train(config: Config, run: Run) -> ActorCritic:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
-    envs = make_vec_env(config.env, config.num_envs, config.seed)
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    env_shard = world.shard(config.num_envs, "num_envs")  # this rank's envs: seeds seed + their global index
+    T, N = config.num_steps, env_shard.stop - env_shard.start
+    envs = make_vec_env(config.env, N, config.seed + env_shard.start)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     if config.optimizer == "rmsprop":  # alpha and eps as in the paper's and SB3's A2C
         optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
@@ -111,26 +123,25 @@ def train(config: Config, run: Run) -> ActorCritic:
         )
     else:
         optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
-    reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.normalize_reward else None
+    reward_scaler = RewardScaler(N, config.gamma) if config.normalize_reward else None
     stateful = {"agent": agent, "optimizer": optimizer, "reward_scaler": reward_scaler}
     run.restore(stateful)
 
-    T, N = config.num_steps, config.num_envs
-    batch_size = T * N
-    num_iterations = math.ceil(config.total_steps / batch_size)
-    log_every = max(1, 1000 // batch_size)  # iterations are tiny: log about every 1000 env steps
+    batch_size = T * N  # this rank's part of the T * num_envs transitions of a rollout
+    num_iterations = math.ceil(config.total_steps / (T * config.num_envs))
+    log_every = max(1, 1000 // (T * config.num_envs))  # iterations are tiny: log about every 1000 env steps
     global_step = run.start_step
     rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space)
-    obs, _ = envs.reset(seed=config.seed + global_step)
+    obs, _ = envs.reset(seed=config.seed + env_shard.start + global_step)
     episode_stats = EpisodeStats(N)
 
-    for iteration in range(global_step // batch_size, num_iterations):
+    for iteration in range(global_step // (T * config.num_envs), num_iterations):
         if config.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - iteration / num_iterations) * config.learning_rate
 
         # 1. A short rollout with the current policy.
-        obs = rollout.collect(envs, obs, agent.sample, episode_stats, reward_scaler)
-        global_step += batch_size
+        obs = rollout.collect(envs, obs, lambda o: agent.sample(o, env_shard), episode_stats, reward_scaler)
+        global_step += T * config.num_envs
 
         # 2. n-step returns (or GAE) bootstrapped from V of the state each step reached.
         data = rollout.tensors(device)
@@ -142,7 +153,7 @@ def train(config: Config, run: Run) -> ActorCritic:
                 config.gamma, config.gae_lambda,
             )  # fmt: skip
             if config.norm_adv:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                advantages = standardize(advantages)  # over all ranks' rollouts
 
         # 3. One gradient step on the whole rollout.
         logprobs, entropy = agent.head.log_prob_entropy(agent.policy_output(data["obs"]), data["actions"])
@@ -150,7 +161,8 @@ def train(config: Config, run: Run) -> ActorCritic:
             logprobs, advantages, values, returns, entropy, vf_coef=config.vf_coef, ent_coef=config.ent_coef
         )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss / world.size).backward()  # a rank's share: ranks hold equal parts of the rollout
+        world.sync_gradients(agent.parameters())  # summed over ranks: the whole rollout's gradient
         nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm, foreach=True)
         optimizer.step()
         agent.update_obs_statistics(data["obs"].reshape(batch_size, -1))

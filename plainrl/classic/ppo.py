@@ -13,6 +13,10 @@
 Discrete actions use a categorical policy, continuous ones a diagonal Gaussian with a learned log-std.
 Observation normalisation lives inside the agent (its statistics are saved with the weights); reward scaling
 divides rewards by the running std of the discounted return and is saved in the checkpoint.
+
+Under torchrun each rank steps num_envs / N of the envs (seeded by their global index) and holds their share of
+every minibatch; advantages and normalisation statistics are taken over all ranks and gradients summed
+(kit/distributed.py), so N processes take the steps one process would.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from plainrl.kit import distributed
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
 from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import ActorCritic
-from plainrl.kit.normalize import RewardScaler
+from plainrl.kit.normalize import RewardScaler, standardize
 from plainrl.kit.run import Run, set_up_torch
 
 OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
@@ -97,6 +102,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+DATA_PARALLEL = True  # runs under torchrun (kit/distributed.py)
+
+
+def check_world(config: Config, world: distributed.World) -> None:
+    world.shard(config.num_envs, "num_envs")
+
+
 def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:
     return ActorCritic(observation_space, action_space, config.hidden_sizes, config.activation, config.normalize_obs)
 
@@ -139,15 +151,17 @@ def ppo_loss(
 
 def train(config: Config, run: Run) -> ActorCritic:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
-    envs = make_vec_env(config.env, config.num_envs, config.seed, asynchronous=config.async_envs)
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    env_shard = world.shard(config.num_envs, "num_envs")  # this rank's envs: seeds seed + their global index
+    T, N = config.num_steps, env_shard.stop - env_shard.start
+    envs = make_vec_env(config.env, N, config.seed + env_shard.start, asynchronous=config.async_envs)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
-    reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.normalize_reward else None
+    reward_scaler = RewardScaler(N, config.gamma) if config.normalize_reward else None
 
-    T, N = config.num_steps, config.num_envs
-    batch_size = T * N
+    batch_size = T * N  # this rank's part of the T * num_envs transitions of a rollout
     minibatch_size = batch_size // config.num_minibatches
-    num_iterations = math.ceil(config.total_steps / batch_size)
+    num_iterations = math.ceil(config.total_steps / (T * config.num_envs))
     stateful = {"agent": agent, "optimizer": optimizer, "reward_scaler": reward_scaler}  # what a checkpoint holds
     run.restore(stateful)
     global_step = run.start_step
@@ -156,18 +170,18 @@ def train(config: Config, run: Run) -> ActorCritic:
     obs_shape: tuple[int, ...] = envs.single_observation_space.shape or ()
     action_shape: tuple[int, ...] = envs.single_action_space.shape or ()
     # A resumed run reseeds its envs from the step it resumes at (env internals are not checkpointed).
-    obs, _ = envs.reset(seed=config.seed + global_step)
+    obs, _ = envs.reset(seed=config.seed + env_shard.start + global_step)
     episode_stats = EpisodeStats(N)
 
-    for iteration in range(global_step // batch_size, num_iterations):
+    for iteration in range(global_step // (T * config.num_envs), num_iterations):
         progress_left = 1.0 - iteration / num_iterations
         if config.anneal_lr:
             optimizer.param_groups[0]["lr"] = progress_left * config.learning_rate
         clip_coef = config.clip_coef * progress_left if config.anneal_clip else config.clip_coef
 
         # 1. Collect a rollout with the current policy.
-        obs = rollout.collect(envs, obs, agent.sample, episode_stats, reward_scaler)
-        global_step += batch_size
+        obs = rollout.collect(envs, obs, lambda o: agent.sample(o, env_shard), episode_stats, reward_scaler)
+        global_step += T * config.num_envs
 
         # 2. Advantages. The policy has not changed during the rollout, so values are computed in one batch.
         data = rollout.tensors(device)
@@ -189,8 +203,8 @@ def train(config: Config, run: Run) -> ActorCritic:
                 mb = order[start : start + minibatch_size]
                 new_logprobs, entropy = agent.head.log_prob_entropy(agent.policy_output(b_obs[mb]), b_actions[mb])
                 mb_advantages = b_advantages[mb]
-                if config.norm_adv and len(mb) > 1:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                if config.norm_adv and len(mb) * world.size > 1:
+                    mb_advantages = standardize(mb_advantages)  # over the minibatch's rows on all ranks
                 loss, diagnostics = ppo_loss(
                     new_logprobs=new_logprobs,
                     old_logprobs=b_logprobs[mb],
@@ -205,10 +219,12 @@ def train(config: Config, run: Run) -> ActorCritic:
                     ent_coef=config.ent_coef,
                 )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss / world.size).backward()  # a rank's share: ranks hold equal parts of the minibatch
+                world.sync_gradients(agent.parameters())  # summed over ranks: the whole minibatch's gradient
                 nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm, foreach=True)
                 optimizer.step()
-            if config.target_kl and diagnostics["approx_kl"] > config.target_kl:
+            approx_kl = world.sum(diagnostics["approx_kl"]) / world.size  # every rank stops together
+            if config.target_kl and approx_kl > config.target_kl:
                 break
         agent.update_obs_statistics(b_obs)  # statistics move only between updates
 

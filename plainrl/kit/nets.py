@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from plainrl.kit.distributed import Shard
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.normalize import ObsNormalizer
 
@@ -168,10 +169,17 @@ class ActorCritic(nn.Module):
         return self.critic(self.obs_normalizer(obs)).squeeze(-1)
 
     @torch.inference_mode()
-    def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rollout-time sampling: numpy observations in, (actions, their log-probs) out."""
+    def sample(self, obs: np.ndarray, shard: Shard | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rollout-time sampling: numpy observations in, (actions, their log-probs) out. `shard`: these are rows
+        [start, stop) of all ranks' envs: the noise of all rows is drawn (sampling a zero-padded batch) and this
+        rank's kept, so an env's actions do not depend on the number of ranks."""
         output = self.policy_output(torch.as_tensor(obs, device=self.device))
-        actions = self.head.sample(output)
+        if shard is None:
+            actions = self.head.sample(output)
+        else:
+            padded = output.new_zeros((shard.total, *output.shape[1:]))
+            padded[shard.rows] = output
+            actions = self.head.sample(padded)[shard.rows]
         return actions.cpu().numpy(), self.head.log_prob(output, actions).cpu().numpy()
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

@@ -1,11 +1,22 @@
 """Running observation and reward normalisation. Their statistics live in the agent's state_dict (observation)
-or the checkpoint (reward), so a saved run evaluates with the statistics it trained with."""
+or the checkpoint (reward), so a saved run evaluates with the statistics it trained with. Under torchrun every
+statistic is taken over all ranks' samples, so every rank normalises alike."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
+
+from plainrl.kit.distributed import world
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / (std + 1e-8), mean and (unbiased) std over every element of x on all ranks."""
+    count, total = world().sum(torch.stack([torch.tensor(float(x.numel()), device=x.device), x.sum()]).double())
+    mean = total / count
+    squares = world().sum(((x.double() - mean) ** 2).sum())
+    return ((x - mean) / (torch.sqrt(squares / (count - 1).clamp(min=1)) + 1e-8)).to(x.dtype)
 
 
 class RunningMeanStd(nn.Module):
@@ -23,9 +34,13 @@ class RunningMeanStd(nn.Module):
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
-        """Merge the statistics of `batch` (B, *shape)."""
+        """Merge the statistics of `batch` (B, *shape) (all ranks' batches, under torchrun)."""
         batch = batch.to(torch.float64)
         batch_mean, batch_var, batch_count = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+        if world().size > 1:  # the mean and variance of all ranks' batches together
+            sums = world().sum(torch.stack([torch.full_like(batch_mean, batch_count), batch.sum(0), (batch**2).sum(0)]))
+            batch_count, batch_mean = float(sums[0].flatten()[0]), sums[1] / sums[0]
+            batch_var = sums[2] / sums[0] - batch_mean**2
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean += delta * batch_count / total

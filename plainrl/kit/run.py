@@ -16,6 +16,11 @@ the steps since the last checkpoint: resuming truncates metrics.csv back to the 
 Checkpoints are loaded with `torch.load(weights_only=True)`: a crafted file cannot run code, it is refused. A
 process training in the folder holds a lock on `.lock` (the OS drops it when the process dies): a second one is
 refused rather than garbling the metrics and checkpoints.
+
+In a torchrun job every rank opens the Run, and rank 0 alone touches the folder: it writes metrics (the mean over
+ranks), TensorBoard, checkpoints (with every rank's RNG state) and curve.png; it reads the checkpoint on resume and
+sends it to the others. A checkpoint records the number of processes, and resuming it with another number is
+refused (each rank's RNG state belongs to its rank).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import tomli_w
 import torch
 
 from plainrl.kit.config import RunConfig, to_dict
+from plainrl.kit.distributed import reduce_metrics, world
 from plainrl.kit.errors import PlainRLError
 
 CHECKPOINT = "checkpoints/latest.pt"
@@ -186,18 +192,22 @@ def seed_everything(seed: int) -> None:
 def set_up_torch(config: RunConfig) -> torch.device:
     """The first line of every `train(config, run)`: seed the generators with config.seed (same seed, same run),
     give torch its CPU threads, and return the device to train on."""
+    from plainrl.kit.distributed import rank_device
     from plainrl.kit.nets import resolve_device
 
-    seed_everything(config.seed)
+    seed_everything(config.seed)  # the same on every rank of a torchrun job: identical initial weights
     torch.set_num_threads(config.torch_threads)
-    return resolve_device(config.device)
+    return rank_device(resolve_device(config.device))
 
 
 class Run:
     """One training run's folder. Create it with `Run.create`, reopen an interrupted one with `Run.resume`."""
 
     def __init__(self, path: Path, algo: str, config: RunConfig, resumed: bool, show_progress: bool = True):
-        self._lock: int | None = lock_run_dir(path)  # before anything in the folder is read or written
+        self.world = world()
+        self.writes = self.world.is_main  # rank 0 alone touches the folder
+        # Lock before anything in the folder is read or written.
+        self._lock: int | None = lock_run_dir(path) if self.writes else None
         try:
             self._open(path, algo, config, resumed, show_progress)
         except BaseException:
@@ -217,21 +227,31 @@ class Run:
         self._started = time.perf_counter()
         self._previous_handlers: dict[int, Any] = {}
         self._progress: Any = None
-        self._show_progress = show_progress
+        self._show_progress = show_progress and self.writes
         self._recent_returns: list[float] = []
         self.last_logged: dict[str, float] = {}
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        self.checkpoint_state = load_checkpoint_file(path) if resumed else None
+        self.checkpoint_state = load_checkpoint_file(path) if resumed and self.writes else None
+        self.checkpoint_state = self.world.broadcast_object(self.checkpoint_state)  # rank 0's, on every rank
         if self.checkpoint_state is not None:
+            saved_size = int(self.checkpoint_state.get("world_size", 1))
+            if saved_size != self.world.size:
+                how = f"torchrun --nproc_per_node {saved_size}" if saved_size > 1 else "without torchrun"
+                raise PlainRLError(
+                    f"{path} was trained by {saved_size} process(es) and this job has {self.world.size}: resume it "
+                    f"with the same number ({how})"
+                )
             self.start_step = int(self.checkpoint_state["step"])
             self.last_checkpoint_step = self.start_step
             self.elapsed_before = float(self.checkpoint_state["elapsed"])
+        self._last_log = (self.start_step, time.perf_counter())
+        self.wandb: Any = None
+        if not self.writes:
+            return
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
         self._open_metrics()
-        self._last_log = (self.start_step, time.perf_counter())  # for steps_per_second between two logs
         from torch.utils.tensorboard import SummaryWriter
 
         self.tensorboard = SummaryWriter(str(path), purge_step=self.start_step + 1 if resumed else None)
-        self.wandb: Any = None
         if config.wandb_project:
             self._open_wandb()
 
@@ -239,6 +259,9 @@ class Run:
     @classmethod
     def create(cls, algo: str, config: RunConfig, run_dir: str | Path | None = None, show_progress: bool = True) -> Run:
         path = Path(run_dir) if run_dir else default_run_dir(algo, config.label(), config.seed)
+        path = Path(world().broadcast_object(str(path)))  # rank 0's (a default name carries rank 0's clock)
+        if not world().is_main:
+            return cls(path, algo, config, resumed=False, show_progress=show_progress)
         if (path / "config.toml").exists():
             raise PlainRLError(
                 f"{str(path)!r} already holds a run: `plainrl resume {path}` continues it, or choose another --run-dir"
@@ -288,8 +311,10 @@ class Run:
         """Append one row to metrics.csv (with steps_per_second since the last row), write the scalars to
         TensorBoard, advance the progress bar.
 
-        A NaN or infinite metric stops the run with a clear error before it can reach a checkpoint.
+        A NaN or infinite metric stops the run with a clear error before it can reach a checkpoint. In a torchrun
+        job every rank calls it; the row holds the mean over ranks (throughputs: the sum), written by rank 0.
         """
+        metrics = reduce_metrics(metrics)
         for key, value in metrics.items():
             if not math.isfinite(value):
                 raise NonFiniteError(
@@ -301,6 +326,9 @@ class Run:
         self._last_log = (step, now)
         metrics = {**metrics, "steps_per_second": steps_per_second}
         row: dict[str, float] = {"step": step, "time": round(self.elapsed(), 3), **metrics}
+        if not self.writes:
+            self.last_logged = row
+            return
         new_columns = [k for k in row if k not in self.columns]
         if new_columns:
             self._add_columns(new_columns)
@@ -356,8 +384,9 @@ class Run:
 
     # ----- hooks for benchmarks -------------------------------------------------------------------------
     def call_step_hooks(self, step: int, agent: Any) -> bool:
-        """Run the registered hooks (benchmarks use them to evaluate); True means: stop training now."""
-        return any([hook(step, agent) for hook in self.step_hooks])
+        """Run the registered hooks (benchmarks use them to evaluate); True means: stop training now (on every rank
+        when a hook asks it on one)."""
+        return self.world.any(any([hook(step, agent) for hook in self.step_hooks]))
 
     # ----- checkpoints ----------------------------------------------------------------------------------
     def restore(self, objects: dict[str, Any]) -> bool:
@@ -368,13 +397,16 @@ class Run:
         for name, obj in objects.items():
             if obj is not None:
                 obj.load_state_dict(self.checkpoint_state[name])
-        restore_rng_states(self.checkpoint_state["rng"])
+        ranks_rng = self.checkpoint_state.get("rng_ranks")
+        restore_rng_states(ranks_rng[self.world.rank] if ranks_rng else self.checkpoint_state["rng"])
         return True
 
     def maybe_checkpoint(self, step: int, objects: dict[str, Any], final: bool = False) -> None:
         """Checkpoint every `checkpoint_every` steps, at the end, and on a stop request: each object's state_dict()
-        (modules, optimizers, buffers), or the value itself (an array, a number)."""
+        (modules, optimizers, buffers), or the value itself (an array, a number). Every rank calls it: FSDP gathers
+        the full weights, each rank's RNG state is collected, rank 0 writes."""
         due = step - self.last_checkpoint_step >= self.config.checkpoint_every
+        self.stop_requested = self.world.any(self.stop_requested)  # one rank's Ctrl-C stops them all, together
         if final or due or self.stop_requested:
             state = {
                 name: obj.state_dict() if hasattr(obj, "state_dict") else obj
@@ -390,7 +422,13 @@ class Run:
     def save_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         """Write latest.pt, keeping the one before as previous.pt. A crash or a full disk at any moment leaves at
         least one of them whole: the new file is on disk before the renames, and each rename is atomic."""
-        full_state = {**state, "step": step, "elapsed": self.elapsed(), "rng": rng_states()}
+        ranks_rng = self.world.gather_objects(rng_states())
+        if not self.writes:
+            self.last_checkpoint_step = step
+            return
+        full_state = {**state, "step": step, "elapsed": self.elapsed(), "rng": ranks_rng[0]}
+        if self.world.size > 1:
+            full_state.update(world_size=self.world.size, rng_ranks=ranks_rng)
         latest, previous = self.dir / CHECKPOINT, self.dir / PREVIOUS_CHECKPOINT
         tmp = latest.with_suffix(".tmp")
         try:
@@ -430,6 +468,8 @@ class Run:
         self.close()
 
     def close(self) -> None:
+        if not self.writes:
+            return
         try:
             if self._progress is not None:
                 self._progress.stop()

@@ -32,6 +32,7 @@ class TaskConfig(RunConfig):
     learning_rate: float | None = None  # None: automatic (the module doc)
     max_new_tokens: int = 16  # the longest completion sampled
     max_grad_norm: float = 1.0
+    fsdp: bool = False  # under torchrun: shard the weights over the processes (FSDP2) instead of copying them
 
     def validate(self) -> None:
         super().validate()

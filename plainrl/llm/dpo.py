@@ -26,12 +26,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from plainrl.kit import distributed
 from plainrl.kit.config import require, require_ranges
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams
-from plainrl.llm.policies import TrainableWeights, build_policy
+from plainrl.llm.policies import build_policy, checkpointed
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -65,6 +66,11 @@ class Config(PreferenceConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
+DATA_PARALLEL = True  # runs under torchrun: each rank takes batch_size / N pairs of every batch
+
+
+def check_world(config: Config, world: distributed.World) -> None:
+    world.shard(config.batch_size, "batch_size")
 
 
 def dpo_loss(
@@ -114,6 +120,8 @@ def reference_logprobs(reference: Any, tokenized: list, pad_id: int, loss_type: 
 
 def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    pairs = world.shard(config.batch_size, "batch_size")  # this rank's share of each batch
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     train_pairs, test_pairs = preference_data(config, task, model, tokenizer, run.dir, device)
@@ -124,12 +132,14 @@ def train(config: Config, run: Run) -> Any:
     ref_train = reference_logprobs(reference, train_tokens, tokenizer.pad_id, config.loss_type, config.eval_batch_size)
     ref_test = reference_logprobs(reference, test_tokens, tokenizer.pad_id, config.loss_type, config.eval_batch_size)
     del reference
+    if config.fsdp:
+        model = distributed.shard_model(model)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True, stop_strings=config.stop_strings)
 
-    stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
+    stateful = checkpointed(optimizer, model=model)
     run.restore(stateful)
     step = run.start_step
 
@@ -146,7 +156,7 @@ def train(config: Config, run: Run) -> Any:
         return wins / max(len(test_tokens), 1)
 
     while step < config.total_steps:
-        indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)
+        indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)[pairs.rows]
         batch = pair_batch([train_tokens[i] for i in indices], tokenizer.pad_id, device)
         chosen, rejected, chosen_token_logprob = pair_logprobs(model, batch, config.loss_type)
         ref = ref_train[indices].to(device)
@@ -155,7 +165,8 @@ def train(config: Config, run: Run) -> Any:
         )
         loss = losses.mean() - config.rpo_alpha * chosen_token_logprob.mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss / world.size).backward()  # a rank's share: the world's pairs are world.size equal shares
+        world.sync_gradients(trainable)  # summed over ranks: the gradient of the whole batch's mean loss
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         step += 1

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from plainrl.kit import distributed
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.llm.generate import SamplingParams, generate_texts
@@ -48,9 +49,18 @@ def evaluate_policy(
 
 
 def held_out_accuracy(model: Any, tokenizer: Any, task: Task, params: SamplingParams, config: Any) -> float:
-    """Accuracy on the first `config.eval_n` examples of the task's held-out split: every trainer's evaluation."""
+    """Accuracy on the first `config.eval_n` examples of the task's held-out split: every trainer's evaluation.
+    Under torchrun the ranks share the examples (every size-th one each) and add up their correct answers."""
+    world = distributed.world()
     examples = task.test[: config.eval_n]
-    return float(evaluate_policy(model, tokenizer, task, examples, params, config.eval_batch_size)["accuracy"])
+    mine = examples[world.rank :: world.size]
+    correct = 0.0
+    if mine:
+        result = evaluate_policy(model, tokenizer, task, mine, params, config.eval_batch_size)
+        correct = result["accuracy"] * result["n"]
+    elif distributed.fsdp_modules(model):  # a sharded forward needs every rank: decode one example for nothing
+        evaluate_policy(model, tokenizer, task, examples[:1], params, config.eval_batch_size)
+    return float(world.sum(torch.tensor(correct, dtype=torch.float64))) / max(len(examples), 1)
 
 
 def evaluation_due(config: Any, step: int) -> bool:

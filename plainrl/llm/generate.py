@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from plainrl.kit.distributed import Gathered, Shard, fsdp_modules
 from plainrl.llm.model import Transformer
 from plainrl.llm.sampling import (
     Rollout,
@@ -34,7 +35,6 @@ from plainrl.llm.sampling import (
 from plainrl.llm.speculative import speculative_generate
 
 
-@torch.inference_mode()
 def generate(
     model: Any,
     tokenizer: Any,
@@ -44,73 +44,77 @@ def generate(
     draft: Any = None,
     draft_k: int = 4,
     logits_hook: Any = None,
+    shard: Shard | None = None,
 ) -> Rollout:
     """Sample a completion for each prompt (token ids, e.g. tokenizer.prompt_ids(text)). See the module doc.
 
     With a draft model (same vocabulary), speculative.py samples from the same distribution with the draft
     proposing draft_k tokens per forward of `model`; the log-probs are still `model`'s. logits_hook(t, logits),
-    if given, sees the logits (B, V) each completion token t is drawn from (distill.py keeps the target's)."""
-    if draft is not None:
-        return speculative_generate(model, draft, tokenizer, prompt_ids, params, draft_k, generator=generator)[0]
-    device = next(model.parameters()).device
-    ids, mask = pad_sequences(prompt_ids, tokenizer.pad_id, "left", device)
-    B, P = ids.shape
-    N = params.max_new_tokens
-    eos = torch.tensor([] if params.ignore_eos else list(tokenizer.eos_ids), dtype=torch.long, device=device)
-    stop_window = max((len(s) for s in params.stop_strings), default=0) + 8  # tokens decoded to look for a stop
+    if given, sees the logits (B, V) each completion token t is drawn from (distill.py keeps the target's).
+    shard: these prompts are rows [start, stop) of a batch shared by data-parallel ranks (sampling.sample_next).
+    An FSDP-sharded model is gathered whole for the call: ranks decode for different numbers of steps."""
+    with Gathered(model), torch.inference_mode():
+        if draft is not None:
+            return speculative_generate(model, draft, tokenizer, prompt_ids, params, draft_k, generator=generator)[0]
+        device = next(model.parameters()).device
+        ids, mask = pad_sequences(prompt_ids, tokenizer.pad_id, "left", device)
+        B, P = ids.shape
+        N = params.max_new_tokens
+        eos = torch.tensor([] if params.ignore_eos else list(tokenizer.eos_ids), dtype=torch.long, device=device)
+        stop_window = max((len(s) for s in params.stop_strings), default=0) + 8  # tokens decoded to look for a stop
 
-    # Equal-length prompts need no mask at all: the model then takes its faster plain-causal path.
-    padded = not bool(mask.all())
-    key_mask = torch.zeros((B, P + N), dtype=torch.bool, device=device)
-    key_mask[:, :P] = mask
-    positions = positions_from_mask(mask)
-    # Prefill each distinct prompt once (GRPO repeats every prompt G times), then copy its cache rows.
-    first, copies = distinct_rows(prompt_ids, device)
-    cache = model.new_cache(len(first), P + N)
-    if not hasattr(cache, "select"):  # a cache that cannot copy rows (hf.HFCausalLM's): prefill every row
-        first = copies = torch.arange(B, device=device)
-        cache = model.new_cache(B, P + N)
-    logits = model(ids[first], positions[first], key_mask[first, :P] if padded else None, cache, last_only=True)
-    logits = logits[copies, -1]
-    if len(first) < B:
-        cache = cache.select(copies)
-    next_position = positions[:, -1:] + 1  # (B, 1)
+        # Equal-length prompts need no mask at all: the model then takes its faster plain-causal path.
+        padded = not bool(mask.all())
+        key_mask = torch.zeros((B, P + N), dtype=torch.bool, device=device)
+        key_mask[:, :P] = mask
+        positions = positions_from_mask(mask)
+        # Prefill each distinct prompt once (GRPO repeats every prompt G times), then copy its cache rows.
+        first, copies = distinct_rows(prompt_ids, device)
+        cache = model.new_cache(len(first), P + N)
+        if not hasattr(cache, "select"):  # a cache that cannot copy rows (hf.HFCausalLM's): prefill every row
+            first = copies = torch.arange(B, device=device)
+            cache = model.new_cache(B, P + N)
+        logits = model(ids[first], positions[first], key_mask[first, :P] if padded else None, cache, last_only=True)
+        logits = logits[copies, -1]
+        if len(first) < B:
+            cache = cache.select(copies)
+        next_position = positions[:, -1:] + 1  # (B, 1)
 
-    out_ids = torch.full((B, N), tokenizer.pad_id, dtype=torch.long, device=device)
-    out_logprobs = torch.zeros((B, N), device=device)
-    out_mask = torch.zeros((B, N), dtype=torch.bool, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    reasons = ["length"] * B
-    steps = 0
-    for t in range(N):
-        if logits_hook is not None:
-            logits_hook(t, logits)
-        tokens, logprobs = sample_next(logits, params, generator)
-        tokens = tokens.masked_fill(done, tokenizer.pad_id)
-        out_ids[:, t], out_logprobs[:, t], out_mask[:, t] = tokens, logprobs.masked_fill(done, 0.0), ~done
-        steps = t + 1
-        hit_eos = torch.isin(tokens, eos) & ~done
-        for row in hit_eos.nonzero().flatten().tolist():
-            reasons[row] = "eos"
-        done |= hit_eos
-        if params.stop_strings:
-            for row in (~done).nonzero().flatten().tolist():
-                tail = tokenizer.decode(out_ids[row, max(0, t + 1 - stop_window) : t + 1].tolist())
-                if any(stop in tail for stop in params.stop_strings):
-                    done[row], reasons[row] = True, "stop"
-        if t == N - 1 or bool(done.all()):
-            break
-        key_mask[:, P + t] = True
-        logits = model(
-            tokens[:, None], next_position, key_mask[:, : P + t + 1] if padded else None, cache, last_only=True
-        )[:, -1]
-        next_position = next_position + 1
+        out_ids = torch.full((B, N), tokenizer.pad_id, dtype=torch.long, device=device)
+        out_logprobs = torch.zeros((B, N), device=device)
+        out_mask = torch.zeros((B, N), dtype=torch.bool, device=device)
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        reasons = ["length"] * B
+        steps = 0
+        for t in range(N):
+            if logits_hook is not None:
+                logits_hook(t, logits)
+            tokens, logprobs = sample_next(logits, params, generator, shard)
+            tokens = tokens.masked_fill(done, tokenizer.pad_id)
+            out_ids[:, t], out_logprobs[:, t], out_mask[:, t] = tokens, logprobs.masked_fill(done, 0.0), ~done
+            steps = t + 1
+            hit_eos = torch.isin(tokens, eos) & ~done
+            for row in hit_eos.nonzero().flatten().tolist():
+                reasons[row] = "eos"
+            done |= hit_eos
+            if params.stop_strings:
+                for row in (~done).nonzero().flatten().tolist():
+                    tail = tokenizer.decode(out_ids[row, max(0, t + 1 - stop_window) : t + 1].tolist())
+                    if any(stop in tail for stop in params.stop_strings):
+                        done[row], reasons[row] = True, "stop"
+            if t == N - 1 or bool(done.all()):
+                break
+            key_mask[:, P + t] = True
+            logits = model(
+                tokens[:, None], next_position, key_mask[:, : P + t + 1] if padded else None, cache, last_only=True
+            )[:, -1]
+            next_position = next_position + 1
 
-    out_ids, out_logprobs, out_mask = out_ids[:, :steps], out_logprobs[:, :steps], out_mask[:, :steps]
-    texts = [
-        cut_at_stop(tokenizer.decode(out_ids[row][out_mask[row]].tolist()), params.stop_strings) for row in range(B)
-    ]
-    return Rollout(ids, mask, out_ids, out_mask, out_logprobs, texts, reasons)
+        out_ids, out_logprobs, out_mask = out_ids[:, :steps], out_logprobs[:, :steps], out_mask[:, :steps]
+        texts = [
+            cut_at_stop(tokenizer.decode(out_ids[row][out_mask[row]].tolist()), params.stop_strings) for row in range(B)
+        ]
+        return Rollout(ids, mask, out_ids, out_mask, out_logprobs, texts, reasons)
 
 
 def distinct_rows(sequences: list[list[int]], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +169,7 @@ def completion_logprobs_entropy(
     ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
     mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
     P = rollout.prompt_ids.shape[1]
-    if isinstance(model, Transformer):
+    if isinstance(model, Transformer) and not fsdp_modules(model):  # FSDP gathers weights in forward() only
         logits = model.lm_head(shared_prompt_hidden_states(model, ids, mask, P))
     else:
         logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1]

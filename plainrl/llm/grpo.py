@@ -5,7 +5,7 @@ rewards as in DeepSeek-R1-Zero (arXiv 2501.12948).
         draw prompts_per_step prompts q; for each, sample G completions o_1..o_G from pi_old (the current policy)
         r_i = verifier rewards of o_i (accuracy, format, ... weighted)                          rewards.py
         A_i = (r_i - mean(r_1..G)) / std(r_1..G)    (scale_rewards = false: no division; Dr. GRPO)
-        optionally drop groups whose rewards are all equal: their advantages are 0 (DAPO)
+        optionally drop groups whose rewards are all equal (DAPO): their tokens leave the loss mask
         for iteration = 1 .. num_iterations (mu), for each minibatch:
             ratio_t = pi(o_t | q, o_<t) / pi_old(o_t | q, o_<t)
             L_t     = min(ratio_t A, clip(ratio_t, 1 - eps_low, 1 + eps_high) A) - beta KL_t(pi || pi_ref)
@@ -20,6 +20,9 @@ Loss aggregation: "sequence_mean" (the original GRPO: mean over each completion'
 completions), "token_mean" (DAPO, arXiv 2503.14476: every token of the batch weighs the same),
 "constant" (Dr. GRPO, arXiv 2503.20783: sum over tokens divided by batch size x max_new_tokens, so neither
 length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high > epsilon_low.
+
+Under torchrun each rank takes prompts_per_step / N whole groups; the aggregations divide by counts over all ranks
+and gradients are summed (kit/distributed.py), so N processes compute the single-process gradient.
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ from typing import Any, ClassVar
 
 import torch
 
+from plainrl.kit import distributed
 from plainrl.kit.config import require, require_ranges
+from plainrl.kit.distributed import Shard, World
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.policies import TrainableWeights, build_policy, load_policy, model_prompt
+from plainrl.llm.policies import build_policy, checkpointed, load_policy, model_prompt
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
 
@@ -98,6 +103,15 @@ class Config(PolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
+DATA_PARALLEL = True  # runs under torchrun (kit/distributed.py)
+
+
+def check_world(config: Config, world: World) -> None:
+    """Every rank takes whole groups, and enough rows for its num_minibatches."""
+    shard = world.shard(config.prompts_per_step, "prompts_per_step")
+    rows = (shard.stop - shard.start) * config.group_size
+    require(config.num_minibatches <= rows, f"num_minibatches = {config.num_minibatches} must be <= the {rows} "
+            f"completions each of the {world.size} processes holds")  # fmt: skip
 
 
 # ----- the pieces of the GRPO objective -----------------------------------------------------------------------
@@ -134,12 +148,18 @@ def grpo_loss(
     beta: float = 0.0,
     ref_logprobs: torch.Tensor | None = None,
     kl_estimator: str = "k3",
+    total_rows: torch.Tensor | float | None = None,
+    total_tokens: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The GRPO loss on a batch of completions. logprobs, old_logprobs, ref_logprobs, mask: (B, N); advantages: (B,).
 
-    Returns (loss, diagnostics: kl, clip fractions).
+    total_rows, total_tokens: the completions and tokens of the whole batch when this is one rank's part of it (the
+    loss is then this rank's share of the batch loss); default: this batch's own. Returns (loss, diagnostics: kl,
+    clip fractions).
     """
     mask = mask.float()
+    total_rows = mask.shape[0] if total_rows is None else total_rows
+    total_tokens = mask.sum() if total_tokens is None else total_tokens
     ratio = torch.exp(logprobs - old_logprobs)
     A = advantages[:, None]
     surrogate = torch.min(ratio * A, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * A)
@@ -150,11 +170,11 @@ def grpo_loss(
         per_token = per_token + beta * kl
         diagnostics["kl"] = (kl * mask).sum().detach() / mask.sum().clamp(min=1)
     if aggregation == "sequence_mean":
-        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / total_rows
     elif aggregation == "token_mean":
-        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+        loss = (per_token * mask).sum() / torch.as_tensor(total_tokens).clamp(min=1)
     elif aggregation == "constant":
-        loss = (per_token * mask).sum() / (mask.shape[0] * max_new_tokens)
+        loss = (per_token * mask).sum() / (total_rows * max_new_tokens)
     else:
         raise ConfigError(f"loss_aggregation = {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
     with torch.no_grad():
@@ -167,9 +187,14 @@ def grpo_loss(
 # ----- the training loop ------------------------------------------------------------------------------------------
 def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    groups = world.shard(config.prompts_per_step, "prompts_per_step")  # this rank's whole groups
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.beta > 0 else None
+    if config.fsdp:  # weights sharded over the ranks (FSDP2), the reference's too
+        model = distributed.shard_model(model)
+        reference = distributed.shard_model(reference) if reference is not None else None
     draft = load_policy(config.draft, device)[0].eval() if config.draft else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(),
@@ -180,8 +205,9 @@ def train(config: Config, run: Run) -> Any:
                               top_p=config.top_p, top_k=config.top_k)  # fmt: skip
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
     G = config.group_size
+    samples = Shard(groups.start * G, groups.stop * G, groups.total * G)  # this rank's completions of the batch
 
-    stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
+    stateful = checkpointed(optimizer, model=model)
     run.restore(stateful)
     step = run.start_step
 
@@ -189,13 +215,13 @@ def train(config: Config, run: Run) -> Any:
         # 1. Rollouts: G completions for each prompt, sampled from the current policy (= pi_old).
         rollout_start = time.perf_counter()
         rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # data and samples: f(seed, step)
-        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()
+        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()[groups.rows]
         examples = [task.train[i] for i in picks for _ in range(G)]
         prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
         model.eval()
         sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
         rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator,
-                           draft=draft, draft_k=config.draft_k)  # fmt: skip
+                           draft=draft, draft_k=config.draft_k, shard=samples)  # fmt: skip
         model.train()
         generated_tokens = int(rollout.completion_mask.sum())
         rollout_seconds = time.perf_counter() - rollout_start
@@ -206,9 +232,11 @@ def train(config: Config, run: Run) -> Any:
         )
         advantages = group_advantages(scores.total, G, config.scale_rewards).to(device)
         rows = torch.arange(len(examples), device=device)
-        if config.drop_zero_variance_groups:
+        loss_mask = rollout.completion_mask
+        if config.drop_zero_variance_groups:  # masked, not removed: every rank keeps the same minibatch shapes
             varied = scores.total.view(-1, G).std(dim=1) > 0
-            rows = rows[varied.repeat_interleave(G).to(device)]
+            loss_mask = loss_mask & varied.repeat_interleave(G).to(device)[:, None]
+        kept_rows = world.sum(loss_mask.any(dim=1).sum())  # over all ranks
         correct = [
             task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)
         ]
@@ -217,7 +245,7 @@ def train(config: Config, run: Run) -> Any:
         update_start = time.perf_counter()
         totals: dict[str, float] = {}
         updates = 0
-        if len(rows) > 0:
+        if kept_rows > 0:
             with torch.no_grad():  # pi_old and pi_ref, fixed for the whole batch
                 old_logprobs = None
                 if config.num_iterations > 1:
@@ -227,23 +255,29 @@ def train(config: Config, run: Run) -> Any:
                     ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
             for _iteration in range(config.num_iterations):
                 order = torch.randperm(len(rows), generator=rng).to(device)
-                for chunk in order.chunk(config.num_minibatches):
+                for chunk in order.tensor_split(config.num_minibatches):
                     mb_rows = rows[chunk]
+                    mb_mask = loss_mask[mb_rows]
+                    # The minibatch's completions and tokens on all ranks: the aggregations' denominators.
+                    total_rows, total_tokens = world.sum(torch.stack([mb_mask.any(1).sum(), mb_mask.sum()]).float())
                     logprobs, entropy = completion_logprobs_entropy(model, rollout, mb_rows, config.temperature)
                     # With one pass, pi_old is the policy being optimised: ratio = 1 exactly, gradient = A grad log pi.
                     mb_old = logprobs.detach() if old_logprobs is None else old_logprobs[chunk]
                     loss, diagnostics = grpo_loss(
-                        logprobs, mb_old, advantages[mb_rows], rollout.completion_mask[mb_rows],
+                        logprobs, mb_old, advantages[mb_rows], mb_mask,
                         config.epsilon_low, config.epsilon_high, config.loss_aggregation, config.max_new_tokens,
                         config.beta, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
+                        total_rows, total_tokens,
                     )  # fmt: skip
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    world.sync_gradients(trainable)  # summed over ranks: the gradient of the whole batch's loss
                     grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
                     optimizer.step()
                     mask = rollout.completion_mask[mb_rows].float()
                     diagnostics["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
-                    for name, value in {**diagnostics, "loss": loss.detach(), "grad_norm": grad_norm}.items():
+                    diagnostics["loss"] = loss.detach() * world.size  # the batch loss (ranks' shares, averaged)
+                    for name, value in {**diagnostics, "grad_norm": grad_norm}.items():
                         totals[name] = totals.get(name, 0.0) + float(value)
                     updates += 1
         step += 1
@@ -254,7 +288,7 @@ def train(config: Config, run: Run) -> Any:
             **{name: value / updates for name, value in totals.items()},
             "train_accuracy": sum(correct) / len(correct),
             "completion_length": generated_tokens / len(examples),
-            "groups_kept": len(rows) / G,
+            "groups_kept": float(kept_rows) / G,
             "tokens_per_second": generated_tokens / rollout_seconds,
             "rollout_seconds": rollout_seconds,
             "update_seconds": time.perf_counter() - update_start,

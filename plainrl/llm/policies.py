@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from plainrl.kit import distributed
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
 from plainrl.llm.generate import SamplingParams, generate
@@ -107,6 +108,16 @@ class TrainableWeights:
         unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys  # the rest is the base model
         if unexpected:  # weights of another model: loading them would silently leave this one untrained
             raise ConfigError(f"the checkpoint holds {len(unexpected)} weights this model lacks ({unexpected[0]}, ...)")
+
+
+def checkpointed(optimizer: torch.optim.Optimizer, **models: torch.nn.Module) -> dict[str, Any]:
+    """What a trainer's checkpoint holds: each model's trained weights (under the name given) and the optimizer's
+    state; for FSDP-sharded models, full states gathered over the ranks (the same weights one process saves)."""
+    if not any(distributed.fsdp_modules(model) for model in models.values()):
+        return {**{name: TrainableWeights(model) for name, model in models.items()}, "optimizer": optimizer}
+    owner = next(iter(models.values())) if len(models) == 1 else torch.nn.ModuleDict(models)  # the optimizer's
+    weights = {name: distributed.FullState(model) for name, model in models.items()}
+    return {**weights, "optimizer": distributed.FullState(owner, optimizer)}
 
 
 def load_run_policy(run_dir: Path, device: torch.device | str) -> tuple[Any, Any]:

@@ -29,13 +29,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from plainrl.kit import distributed
 from plainrl.kit.buffers import compute_gae
 from plainrl.kit.config import require, require_ranges
+from plainrl.kit.distributed import World
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.policies import TrainableWeights, build_policy, model_prompt
+from plainrl.llm.policies import build_policy, checkpointed, model_prompt
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
@@ -87,6 +89,13 @@ class Config(PolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
+DATA_PARALLEL = True  # runs under torchrun: each rank takes prompts_per_step / N prompts
+
+
+def check_world(config: Config, world: World) -> None:
+    shard = world.shard(config.prompts_per_step, "prompts_per_step")
+    require(config.num_minibatches <= shard.stop - shard.start, f"num_minibatches = {config.num_minibatches} must be "
+            f"<= the {shard.stop - shard.start} prompts each of the {world.size} processes holds")  # fmt: skip
 
 
 # ----- the pieces of the objective ---------------------------------------------------------------------------------
@@ -116,12 +125,13 @@ def token_gae(
     return advantages.T * mask_f, returns.T * mask_f
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / std over the entries where mask is True; 0 elsewhere."""
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, world: World | None = None) -> torch.Tensor:
+    """(x - mean) / std over the entries where mask is True (on every rank of `world`); 0 elsewhere."""
+    world = world or World()
     mask_f = mask.float()
-    n = mask_f.sum().clamp(min=1)
-    mean = (x * mask_f).sum() / n
-    variance = (((x - mean) * mask_f) ** 2).sum() / n
+    n = world.sum(mask_f.sum()).clamp(min=1)
+    mean = world.sum((x * mask_f).sum()) / n
+    variance = world.sum((((x - mean) * mask_f) ** 2).sum()) / n
     return (x - mean) * torch.rsqrt(variance + 1e-8) * mask_f
 
 
@@ -138,11 +148,12 @@ def completion_values(critic: ScalarModel, rollout: Rollout, rows: torch.Tensor)
 def ppo_losses(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
     values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-    clip_range: float, clip_range_value: float,
+    clip_range: float, clip_range_value: float, total_tokens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(policy loss, value loss, clip fraction): token means over the mask; every input is (b, N)."""
+    """(policy loss, value loss, clip fraction): token means over the mask; every input is (b, N). total_tokens: the
+    minibatch's tokens on all ranks when this is one rank's part (the losses are then its shares)."""
     mask_f = mask.float()
-    n = mask_f.sum().clamp(min=1)
+    n = (mask_f.sum() if total_tokens is None else total_tokens).clamp(min=1)
     ratio = torch.exp(logprobs - old_logprobs)
     surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_range, 1 + clip_range) * advantages)
     policy_loss = -(surrogate * mask_f).sum() / n
@@ -156,10 +167,14 @@ def ppo_losses(
 # ----- the training loop ------------------------------------------------------------------------------------------
 def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    prompt_shard = world.shard(config.prompts_per_step, "prompts_per_step")  # this rank's prompts
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     critic = ScalarModel(copy.deepcopy(model)).to(device).train()
+    if config.fsdp:  # policy, reference and critic sharded over the ranks (FSDP2)
+        model, reference, critic = (distributed.shard_model(m) for m in (model, reference, critic))
     reward_model = load_reward_model(config.reward_model, device)[0] if config.reward_model else None
     reward_set = rewards_by_name(config.rewards, config.reward_weights, task, config.reward_timeout_s)
     policy_params = [p for p in model.parameters() if p.requires_grad]
@@ -173,7 +188,7 @@ def train(config: Config, run: Run) -> Any:
                               stop_strings=config.stop_strings)  # fmt: skip
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True, stop_strings=config.stop_strings)
 
-    stateful = {"model": TrainableWeights(model), "critic": TrainableWeights(critic), "optimizer": optimizer}
+    stateful = checkpointed(optimizer, model=model, critic=critic)
     run.restore(stateful)
     step = run.start_step
 
@@ -181,12 +196,13 @@ def train(config: Config, run: Run) -> Any:
         # 1. Rollouts: one completion per prompt from the current policy (= pi_old).
         rollout_start = time.perf_counter()
         rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # data and samples: f(seed, step)
-        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()
+        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()[prompt_shard.rows]
         examples = [task.train[i] for i in picks]
         prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
         model.eval()
         sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
-        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator)
+        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator,
+                           shard=prompt_shard)  # fmt: skip
         model.train()
         mask = rollout.completion_mask
         rows = torch.arange(len(examples), device=device)
@@ -208,29 +224,31 @@ def train(config: Config, run: Run) -> Any:
             rewards, kl = token_rewards(scores, old_logprobs, ref_logprobs, mask, config.kl_coef)
             advantages, returns = token_gae(rewards, old_values, mask, config.gamma, config.gae_lambda)
             if config.whiten_advantages:
-                advantages = masked_whiten(advantages, mask)
+                advantages = masked_whiten(advantages, mask, world)  # over all ranks' tokens
 
         # 3. Optimise: ppo_epochs passes, num_minibatches steps each.
         update_start = time.perf_counter()
         totals: dict[str, float] = {}
         updates = 0
         for _epoch in range(config.ppo_epochs):
-            for chunk in torch.randperm(len(rows), generator=rng).to(device).chunk(config.num_minibatches):
+            for chunk in torch.randperm(len(rows), generator=rng).to(device).tensor_split(config.num_minibatches):
                 logprobs, entropy = completion_logprobs_entropy(model, rollout, chunk, config.temperature)
                 values = completion_values(critic, rollout, chunk)
+                total_tokens = world.sum(mask[chunk].sum().float())  # the minibatch's tokens on all ranks
                 policy_loss, value_loss, clip_fraction = ppo_losses(
                     logprobs, old_logprobs[chunk], advantages[chunk], values, old_values[chunk], returns[chunk],
-                    mask[chunk], config.clip_range, config.clip_range_value,
+                    mask[chunk], config.clip_range, config.clip_range_value, total_tokens,
                 )  # fmt: skip
                 loss = policy_loss + config.vf_coef * value_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                world.sync_gradients(policy_params + critic_params)  # summed: the whole minibatch's gradient
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy_params, config.max_grad_norm)
                 torch.nn.utils.clip_grad_norm_(critic_params, config.max_grad_norm)  # each its own: no crowding out
                 optimizer.step()
                 mb_mask = mask[chunk].float()
                 for name, value in {
-                    "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                    "policy_loss": policy_loss.detach() * world.size, "value_loss": value_loss.detach() * world.size,
                     "clip_fraction": clip_fraction, "grad_norm": grad_norm,
                     "entropy": (entropy * mb_mask).sum() / mb_mask.sum().clamp(min=1),
                 }.items():  # fmt: skip

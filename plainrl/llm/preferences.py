@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from plainrl.kit import distributed
 from plainrl.kit.config import require, require_ranges
 from plainrl.kit.errors import ConfigError
 from plainrl.llm.config import PolicyConfig
@@ -145,8 +146,13 @@ def preference_data(
     """(train, test) pairs for a run: the user's JSONL (config.pairs) split, or pairs built by the task's verifier
     from `model`'s samples on train and test prompts. Saved in the run folder, and read back on resume."""
     train_file, test_file = run_dir / "pairs_train.jsonl", run_dir / "pairs_test.jsonl"
-    if train_file.is_file() and test_file.is_file():
-        return load_pairs(train_file), load_pairs(test_file)
+    world = distributed.world()
+    saved = None
+    if world.is_main and train_file.is_file() and test_file.is_file():
+        saved = load_pairs(train_file), load_pairs(test_file)
+    saved = world.broadcast_object(saved)  # under torchrun: rank 0 alone reads its run folder
+    if saved is not None:
+        return saved
     if config.pairs:
         train, test = split_pairs(load_pairs(config.pairs), config.test_fraction)
     else:
@@ -164,6 +170,7 @@ def preference_data(
             f"only {len(train)} training preference pairs: the sampling policy's completions are all correct or all "
             "wrong; raise pair_prompts, samples_per_prompt or pair_temperature, or give pairs = FILE.jsonl"
         )
-    save_pairs(train, train_file)
-    save_pairs(test, test_file)
+    if world.is_main:  # every rank made the same pairs (same seed); rank 0 writes the folder
+        save_pairs(train, train_file)
+        save_pairs(test, test_file)
     return train, test

@@ -23,11 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plainrl.kit import distributed
 from plainrl.kit.config import require_ranges
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.evaluate import evaluation_due
 from plainrl.llm.generate import positions_from_mask
-from plainrl.llm.policies import TrainableWeights, build_policy, check_model_spec, load_policy, load_tokenizer
+from plainrl.llm.policies import (
+    TrainableWeights,
+    build_policy,
+    check_model_spec,
+    checkpointed,
+    load_policy,
+    load_tokenizer,
+)
 from plainrl.llm.preferences import PreferenceConfig, load_pairs, pair_batch, preference_data, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -54,6 +62,11 @@ class Config(PreferenceConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
+DATA_PARALLEL = True  # runs under torchrun: each rank takes batch_size / N pairs of every batch
+
+
+def check_world(config: Config, world: distributed.World) -> None:
+    world.shard(config.batch_size, "batch_size")
 
 
 class ScalarModel(nn.Module):
@@ -124,6 +137,8 @@ def load_trained(run_dir: Path, device: torch.device | str) -> ScalarModel:
 
 def train(config: Config, run: Run) -> ScalarModel:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    pairs = world.shard(config.batch_size, "batch_size")  # this rank's share of each batch
     task = make_task(config.task)
     policy, tokenizer = build_policy(config, device)
     sampler = load_policy(config.pair_model, device)[0] if config.pair_model else policy
@@ -131,11 +146,13 @@ def train(config: Config, run: Run) -> ScalarModel:
     del sampler
     print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held-out pairs (in {run.dir})")
     reward_model = ScalarModel(policy).to(device).train()
+    if config.fsdp:
+        reward_model = distributed.shard_model(reward_model)
     trainable = [p for p in reward_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)
     train_tokens, test_tokens = tokenize_pairs(train_pairs, tokenizer), tokenize_pairs(test_pairs, tokenizer)
 
-    stateful = {"model": TrainableWeights(reward_model), "optimizer": optimizer}
+    stateful = checkpointed(optimizer, model=reward_model)
     run.restore(stateful)
     step = run.start_step
 
@@ -143,12 +160,13 @@ def train(config: Config, run: Run) -> ScalarModel:
         return pairwise_accuracy(reward_model, test_tokens[: config.eval_n], tokenizer.pad_id, config.eval_batch_size)
 
     while step < config.total_steps:
-        indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)
+        indices = epoch_indices(step * config.batch_size, config.batch_size, len(train_tokens), config.seed)[pairs.rows]
         batch = pair_batch([train_tokens[i] for i in indices], tokenizer.pad_id, device)
         chosen, rejected = pair_scores(reward_model, batch)
         loss = bradley_terry_loss(chosen, rejected)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss / world.size).backward()  # a rank's share: the world's pairs are world.size equal shares
+        world.sync_gradients(trainable)  # summed over ranks: the gradient of the whole batch's mean loss
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         step += 1

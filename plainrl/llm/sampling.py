@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from plainrl.kit.distributed import Shard
+
 
 @dataclass
 class SamplingParams:
@@ -58,17 +60,24 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def sample_next(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None, shard: Shard | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One token per row from logits (B, V): (tokens (B,), their log-probs (B,))."""
+    """One token per row from logits (B, V): (tokens (B,), their log-probs (B,)).
+
+    Inverse-CDF sampling: row b takes the first token whose cumulative probability exceeds its uniform u_b. `shard`
+    says which rows of a global batch these are (data-parallel ranks); the u of all rows are drawn and each rank
+    keeps its own, so a row's sample does not depend on how the batch is split."""
     logits = logits.float()
     if params.greedy or params.temperature == 0:
         tokens = logits.argmax(dim=-1)
         return tokens, F.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1)
     scaled = logits / params.temperature
     logprobs = F.log_softmax(scaled, dim=-1)
-    filtered = filter_logits(scaled, params)
-    tokens = torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator).squeeze(1)
+    cumulative = filter_logits(scaled, params).softmax(dim=-1).cumsum(dim=-1)  # (B, V)
+    shard = shard or Shard(0, len(logits), len(logits))
+    u = shard.uniform(generator, logits.device) * cumulative[:, -1]  # (B,); x the total: rounding-safe
+    # side="right": the first token with cumulative > u, so a token of probability 0 is never drawn
+    tokens = torch.searchsorted(cumulative, u[:, None], side="right").squeeze(1).clamp(max=logits.shape[-1] - 1)
     return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1)
 
 

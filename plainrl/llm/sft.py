@@ -24,12 +24,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from plainrl.kit import distributed
 from plainrl.kit.config import require, require_ranges
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, pad_sequences
-from plainrl.llm.policies import TrainableWeights, build_policy, model_prompt
+from plainrl.llm.policies import build_policy, checkpointed, model_prompt
 from plainrl.llm.tasks import Example, epoch_indices, make_task
 
 
@@ -70,6 +71,11 @@ class Config(PolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
+DATA_PARALLEL = True  # runs under torchrun: each rank takes batch_size / N examples of every micro-batch
+
+
+def check_world(config: Config, world: distributed.World) -> None:
+    world.shard(config.batch_size, "batch_size")
 
 
 def learning_rate_at(step: int, config: Config) -> float:
@@ -116,8 +122,12 @@ def micro_batch_indices(step: int, micro: int, config: Config, n_examples: int) 
 
 def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    examples = world.shard(config.batch_size, "batch_size")  # this rank's share of each micro-batch
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
+    if config.fsdp:
+        model = distributed.shard_model(model)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -129,7 +139,7 @@ def train(config: Config, run: Run) -> Any:
     train_pairs = tokenize(task.train, task, tokenizer)
     eval_params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
 
-    stateful = {"model": TrainableWeights(model), "optimizer": optimizer}
+    stateful = checkpointed(optimizer, model=model)
     run.restore(stateful)
     step = run.start_step
 
@@ -140,23 +150,25 @@ def train(config: Config, run: Run) -> Any:
         for group in optimizer.param_groups:
             group["lr"] = lr
         batches = [
-            make_batch([train_pairs[i] for i in micro_batch_indices(step, m, config, len(train_pairs))],
+            make_batch([train_pairs[i] for i in micro_batch_indices(step, m, config, len(train_pairs))[examples.rows]],
                        tokenizer.pad_id, device)
             for m in range(config.grad_accum)
         ]  # fmt: skip
-        target_tokens = sum(int(b["loss_mask"].sum()) for b in batches)
+        local_tokens = sum(int(b["loss_mask"].sum()) for b in batches)
+        target_tokens = float(world.sum(torch.tensor(float(local_tokens))))  # of the whole step, all ranks
         total_loss = 0.0
         for batch in batches:
             loss = sft_loss_sum(model, batch) / target_tokens  # token mean over the whole step
             loss.backward()
-            total_loss += loss.item()
+            total_loss += loss.item() * world.size  # ranks' shares, averaged in the log: the step's loss
+        world.sync_gradients(trainable)  # summed over ranks: the gradient of the whole step's loss
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
 
         metrics = {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr,
-                   "tokens_per_second": target_tokens / (time.perf_counter() - step_start)}  # fmt: skip
+                   "tokens_per_second": local_tokens / (time.perf_counter() - step_start)}  # fmt: skip
         if evaluation_due(config, step):
             accuracy = held_out_accuracy(model, tokenizer, task, eval_params, config)
             metrics["accuracy"] = accuracy
