@@ -146,6 +146,9 @@ def train(config: Config, run: Run) -> ScalarModel:
     del sampler
     print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held-out pairs (in {run.dir})")
     reward_model = ScalarModel(policy).to(device).train()
+    # r_w - r_l cancels the head's bias: its gradient is 0 but for rounding noise, which Adam would blow up to
+    # full-size steps. It stays at 0.
+    reward_model.head.bias.requires_grad_(False)
     if config.fsdp:
         reward_model = distributed.shard_model(reward_model)
     trainable = [p for p in reward_model.parameters() if p.requires_grad]
