@@ -188,12 +188,15 @@ def finish(module: ModuleType, config: RunConfig, trained: Any, run: Run) -> Non
 
         at_last_step = run.last_logged.get("accuracy")  # the loop's own evaluation of this step, if it made one
         result = final_accuracy(trained, load_tokenizer(config.model), config, step, at_last_step)  # type: ignore[attr-defined]
+    adapters = None
+    if getattr(config, "lora_rank", 0) > 0 and distributed.fsdp_modules(trained):  # gathered by every rank
+        adapters = {k: v for k, v in distributed.FullState(trained).state_dict().items() if "lora_" in k}
     if not distributed.world().is_main:
         return
     if getattr(config, "lora_rank", 0) > 0:
         from plainrl.llm.lora import save_adapters
 
-        save_adapters(trained, run_dir / "adapter")
+        save_adapters(trained, run_dir / "adapter", adapters)
     write_eval_json(run_dir, result)
     print(f"eval: {', '.join(f'{k} = {v:.4g}' for k, v in result.items())} -> {run_dir / 'eval.json'}")
 

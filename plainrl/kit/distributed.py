@@ -93,7 +93,7 @@ class World:
         for p in replicated:  # a parameter this rank's batch did not reach still takes part, with zeros
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        grads = [p.grad for p in replicated]
+        grads: list[torch.Tensor] = [p.grad for p in replicated if p.grad is not None]
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
@@ -198,8 +198,8 @@ def is_sharded(param: torch.Tensor) -> bool:
     return isinstance(param, DTensor)
 
 
-def shard_model(model: torch.nn.Module) -> torch.nn.Module:
-    """Shard a model's parameters over the ranks with FSDP2 (`fully_shard`): each transformer block on its own, then
+def shard_model(model: torch.nn.Module) -> None:
+    """Shard a model's parameters over the ranks, in place, with FSDP2 (`fully_shard`): each transformer block, then
     the rest, so a forward gathers one block at a time. Gradients are summed over ranks (divide factor 1), like
     `sync_gradients`. Works on frozen models (a reference) and on LoRA (frozen base, trainable adapters)."""
     from torch.distributed.fsdp import fully_shard
@@ -210,11 +210,9 @@ def shard_model(model: torch.nn.Module) -> torch.nn.Module:
         if module is not model and (type(module).__name__ == "Block" or type(module).__name__.endswith("DecoderLayer")):
             fully_shard(module)
     fully_shard(model)
-    for module in model.modules():
-        if hasattr(module, "set_gradient_divide_factor"):
-            module.set_gradient_divide_factor(1.0)
-            module.set_force_sum_reduction_for_comms(True)  # a plain SUM: gloo has no pre-multiplied sum
-    return model
+    for sharded in fsdp_modules(model):
+        sharded.set_gradient_divide_factor(1.0)
+        sharded.set_force_sum_reduction_for_comms(True)  # a plain SUM: gloo has no pre-multiplied sum
 
 
 def fsdp_modules(model: torch.nn.Module) -> list[Any]:

@@ -36,7 +36,7 @@ class RunningMeanStd(nn.Module):
     def update(self, batch: torch.Tensor) -> None:
         """Merge the statistics of `batch` (B, *shape) (all ranks' batches, under torchrun)."""
         batch = batch.to(torch.float64)
-        batch_mean, batch_var, batch_count = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+        batch_mean, batch_var, batch_count = batch.mean(0), batch.var(0, unbiased=False), float(batch.shape[0])
         if world().size > 1:  # the mean and variance of all ranks' batches together
             sums = world().sum(torch.stack([torch.full_like(batch_mean, batch_count), batch.sum(0), (batch**2).sum(0)]))
             batch_count, batch_mean = float(sums[0].flatten()[0]), sums[1] / sums[0]

@@ -14,7 +14,8 @@
         AdamW step, warm-up then cosine learning rate
 
 The run folder is an ordinary plainrl LLM run: `load_policy(run_dir)` gives the draft (and the target's
-tokenizer), so `plainrl generate --model smollm2-135m --draft runs/distill_...` uses it.
+tokenizer), so `plainrl generate --model smollm2-135m --draft runs/distill_...` uses it. Under torchrun every rank
+samples the same teacher completions (rank 0 saves them) and trains on batch_size / N of each batch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from plainrl.kit import distributed
 from plainrl.kit.config import require, require_ranges
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import TaskConfig
@@ -80,6 +82,12 @@ class Config(TaskConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
+DATA_PARALLEL = True  # runs under torchrun: each rank takes batch_size / N samples of every batch
+
+
+def check_world(config: Config, world: distributed.World) -> None:
+    world.shard(config.batch_size, "batch_size")
+    require(not config.fsdp, "fsdp = true: distill-draft trains a small draft, copied on every rank (fsdp = false)")
 
 
 def draft_config(config: Config, vocab_size: int) -> ModelConfig:
@@ -135,7 +143,7 @@ def sample_teacher(config: Config, target: Any, tokenizer: Any, prompts: list[st
             n = int(rollout.completion_mask[row].sum())
             samples.append(dict(prompt=prompt_ids, completion=rollout.completion_ids[row, :n].tolist(),
                                 top_ids=top_ids[row, :n].cpu(), top_logprobs=top_logprobs[row, :n].cpu()))  # fmt: skip
-        print(f"sampled {len(samples)}/{len(prompts)} target completions")
+        distributed.say(f"sampled {len(samples)}/{len(prompts)} target completions")
     return samples
 
 
@@ -171,13 +179,15 @@ def learning_rate_at(step: int, config: Config) -> float:
 
 def train(config: Config, run: Run) -> Transformer:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
+    world = distributed.world()  # one rank of one, or this process's rank under torchrun
+    rows = world.shard(config.batch_size, "batch_size")  # this rank's share of each batch
     started = time.perf_counter()
     draft, tokenizer = build_policy(config, "cpu")
 
     samples_file = run.dir / "samples.pt"
-    if samples_file.is_file():  # a resumed run distils on the same samples
-        samples = torch.load(samples_file)
-    else:
+    saved = torch.load(samples_file) if world.is_main and samples_file.is_file() else None
+    samples = world.broadcast_object(saved)  # a resumed run distils on the same samples (rank 0's folder)
+    if samples is None:
         target, _ = load_policy(config.model, "cpu")
         target.eval()
         task = make_task(config.task)
@@ -185,8 +195,9 @@ def train(config: Config, run: Run) -> Transformer:
         samples = sample_teacher(config, target, tokenizer, prompts)
         if config.init_embedding == "pca":
             draft.embed_tokens.weight.data.copy_(pca_embedding(target.embed_tokens.weight.detach(), config.draft_dim))
-        torch.save(samples, samples_file)
-        torch.save(draft.embed_tokens.weight.data, run.dir / "embedding_init.pt")
+        if world.is_main:
+            torch.save(samples, samples_file)
+            torch.save(draft.embed_tokens.weight.data, run.dir / "embedding_init.pt")
         del target
     if not config.train_embedding:
         draft.embed_tokens.weight.requires_grad_(False)
@@ -194,29 +205,34 @@ def train(config: Config, run: Run) -> Transformer:
     trainable = [p for p in draft.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)
     stateful = {"model": draft, "optimizer": optimizer}
-    if not run.restore(stateful) and (run.dir / "embedding_init.pt").is_file():
-        draft.embed_tokens.weight.data.copy_(torch.load(run.dir / "embedding_init.pt"))
+    embedding_file = run.dir / "embedding_init.pt"
+    if not run.restore(stateful) and world.broadcast_object(embedding_file.is_file()):
+        draft.embed_tokens.weight.data.copy_(
+            world.broadcast_object(torch.load(embedding_file) if world.is_main else None)
+        )
     step = run.start_step
-    print(f"draft: {sum(p.numel() for p in draft.parameters()) / 1e6:.1f}M parameters, {len(samples)} samples, "
-          f"{sum(len(s['completion']) for s in samples)} completion tokens")  # fmt: skip
+    size, tokens = sum(p.numel() for p in draft.parameters()) / 1e6, sum(len(s["completion"]) for s in samples)
+    distributed.say(f"draft: {size:.1f}M parameters, {len(samples)} samples, {tokens} completion tokens")
 
     while step < config.total_steps:
-        if config.minutes > 0 and time.perf_counter() - started > 60 * config.minutes:
-            print(f"step {step}: the {config.minutes}-minute budget is spent, stopping")
+        if world.any(config.minutes > 0 and time.perf_counter() - started > 60 * config.minutes):  # all ranks
+            distributed.say(f"step {step}: the {config.minutes}-minute budget is spent, stopping")
             break
         step_start = time.perf_counter()
         lr = learning_rate_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
         order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(config.seed * 100_003 + step))
-        ids, positions, top_ids, top_logprobs = make_batch([samples[i] for i in order[: config.batch_size]],
-                                                           tokenizer.pad_id)  # fmt: skip
+        batch = order[: config.batch_size][rows.rows]
+        ids, positions, top_ids, top_logprobs = make_batch([samples[i] for i in batch], tokenizer.pad_id)
         ids, positions = ids.to(device), positions.to(device)
         full_log_q = completion_logprobs(draft, ids, positions)  # (M, V)
         log_q = full_log_q.gather(1, top_ids.to(device))  # (M, k) on the teacher's top-k
         p = top_logprobs.to(device).exp()
-        loss = -(p * log_q).sum(dim=1).mean()
+        total_positions = world.sum(torch.tensor(float(len(positions)), device=device))  # on all ranks
+        loss = -(p * log_q).sum() / total_positions  # this rank's share of the mean over the batch's positions
         loss.backward()
+        world.sync_gradients(trainable)  # summed over ranks: the whole batch's gradient
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -224,7 +240,7 @@ def train(config: Config, run: Run) -> Transformer:
         with torch.no_grad():
             kl = (p * (top_logprobs.to(device) - log_q)).sum(dim=1).mean()
             top1 = (full_log_q.argmax(dim=1) == top_ids[:, 0].to(device)).float().mean()  # the same argmax
-        run.log(step, {"loss": loss.item(), "kl_topk": kl.item(), "top1_agreement": top1.item(),
+        run.log(step, {"loss": loss.item() * world.size, "kl_topk": kl.item(), "top1_agreement": top1.item(),
                        "grad_norm": float(grad_norm), "learning_rate": lr,
                        "tokens_per_second": len(positions) / (time.perf_counter() - step_start)})  # fmt: skip
         run.maybe_checkpoint(step, stateful)

@@ -133,7 +133,7 @@ def train(config: Config, run: Run) -> Any:
     ref_test = reference_logprobs(reference, test_tokens, tokenizer.pad_id, config.loss_type, config.eval_batch_size)
     del reference
     if config.fsdp:
-        model = distributed.shard_model(model)
+        distributed.shard_model(model)  # in place
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)

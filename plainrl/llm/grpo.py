@@ -193,8 +193,8 @@ def train(config: Config, run: Run) -> Any:
     model, tokenizer = build_policy(config, device)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.beta > 0 else None
     if config.fsdp:  # weights sharded over the ranks (FSDP2), the reference's too
-        model = distributed.shard_model(model)
-        reference = distributed.shard_model(reference) if reference is not None else None
+        for module in (model, reference) if reference is not None else (model,):
+            distributed.shard_model(module)  # in place
     draft = load_policy(config.draft, device)[0].eval() if config.draft else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(),

@@ -102,8 +102,9 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if "lora_" in name.split(".")[-1]}
 
 
-def save_adapters(model: nn.Module, folder: str | Path) -> None:
-    """The adapters alone (a few MB at most): adapter.safetensors + adapter_config.json."""
+def save_adapters(model: nn.Module, folder: str | Path, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """The adapters alone (a few MB at most): adapter.safetensors + adapter_config.json. `weights`: the adapters'
+    full values when the model's own are FSDP shards (gathered by the caller)."""
     from safetensors.torch import save_file
 
     layers = lora_layers(model)
@@ -111,7 +112,8 @@ def save_adapters(model: nn.Module, folder: str | Path) -> None:
         raise ConfigError("the model has no LoRA layers to save")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in lora_state_dict(model).items()}, str(folder / "adapter.safetensors"))
+    weights = lora_state_dict(model) if weights is None else weights
+    save_file({k: v.contiguous().cpu() for k, v in weights.items()}, str(folder / "adapter.safetensors"))
     targets = sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, LoRALinear)})
     first = layers[0]
     config = {"rank": first.rank, "alpha": first.alpha, "targets": targets}

@@ -174,7 +174,8 @@ def train(config: Config, run: Run) -> Any:
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     critic = ScalarModel(copy.deepcopy(model)).to(device).train()
     if config.fsdp:  # policy, reference and critic sharded over the ranks (FSDP2)
-        model, reference, critic = (distributed.shard_model(m) for m in (model, reference, critic))
+        for module in (model, reference, critic):
+            distributed.shard_model(module)  # in place
     reward_model = load_reward_model(config.reward_model, device)[0] if config.reward_model else None
     reward_set = rewards_by_name(config.rewards, config.reward_weights, task, config.reward_timeout_s)
     policy_params = [p for p in model.parameters() if p.requires_grad]

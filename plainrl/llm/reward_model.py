@@ -150,7 +150,7 @@ def train(config: Config, run: Run) -> ScalarModel:
     # full-size steps. It stays at 0.
     reward_model.head.bias.requires_grad_(False)
     if config.fsdp:
-        reward_model = distributed.shard_model(reward_model)
+        distributed.shard_model(reward_model)  # in place
     trainable = [p for p in reward_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.resolved_learning_rate(), weight_decay=config.weight_decay)
     train_tokens, test_tokens = tokenize_pairs(train_pairs, tokenizer), tokenize_pairs(test_pairs, tokenizer)

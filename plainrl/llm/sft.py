@@ -127,7 +127,7 @@ def train(config: Config, run: Run) -> Any:
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
     if config.fsdp:
-        model = distributed.shard_model(model)
+        distributed.shard_model(model)  # in place
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(

@@ -40,6 +40,7 @@ def cases(base: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     pairs = str(base / "pairs.jsonl")
     return {
         "sft": ("sft", dict(LLM, total_steps=3, batch_size=8, warmup_steps=0)),
+        "sft-lora": ("sft", dict(LLM, total_steps=3, batch_size=8, warmup_steps=0, lora_rank=4)),
         "grpo-sequence_mean": ("grpo", dict(GRPO, loss_aggregation="sequence_mean")),
         "grpo-token_mean": ("grpo", dict(GRPO, loss_aggregation="token_mean")),
         "grpo-constant": ("grpo", dict(GRPO, loss_aggregation="constant")),
@@ -48,6 +49,22 @@ def cases(base: Path) -> dict[str, tuple[str, dict[str, Any]]]:
         "ppo-llm": (
             "ppo-llm",
             dict(LLM, total_steps=3, prompts_per_step=4, ppo_epochs=1, num_minibatches=1, rewards=GRPO["rewards"]),
+        ),  # fmt: skip
+        "distill": (
+            "distill",
+            dict(
+                total_steps=3,
+                n_samples=16,
+                sample_batch_size=8,
+                max_new_tokens=6,
+                batch_size=4,
+                warmup_steps=0,
+                draft_dim=16,
+                draft_n_layers=1,
+                draft_n_heads=2,
+                draft_n_kv_heads=1,
+                draft_hidden_dim=32,
+            ),
         ),  # fmt: skip
         "ppo": (
             "ppo",

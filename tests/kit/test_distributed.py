@@ -112,12 +112,13 @@ def test_a_world_of_one_splits_nothing_and_refuses_an_uneven_split() -> None:
 
 # ----- real processes --------------------------------------------------------------------------------------------
 def test_two_processes_with_half_the_batch_each_reach_the_single_process_parameters(tmp_path: Path) -> None:
-    """sft, grpo (3 aggregations, beta > 0), dpo, reward-model, ppo-llm and classic ppo: 3 optimizer steps on 2 ranks
-    (gradients all-reduced, then FSDP2-sharded) against 1 process, max abs difference <= 1e-5."""
+    """sft (full and LoRA), grpo (3 aggregations, beta > 0), dpo, reward-model, ppo-llm, distill-draft and classic ppo:
+    3 optimizer steps on 2 ranks (gradients all-reduced; then the LLM trainers FSDP2-sharded) against 1 process, max
+    abs difference <= 1e-5."""
     job.write_pairs(tmp_path)
     names = list(job.cases(tmp_path))
     torchrun(str(JOB), str(tmp_path), "ddp", *names)
-    llm = [name for name in names if name != "ppo"]
+    llm = [name for name in names if name not in ("ppo", "distill")]  # the trainers that shard (fsdp = true)
     torchrun(str(JOB), str(tmp_path), "fsdp", *llm)
     for name in names:
         job.train_case(tmp_path, tmp_path / "one", name)
@@ -125,6 +126,10 @@ def test_two_processes_with_half_the_batch_each_reach_the_single_process_paramet
         for mode in ("ddp", "fsdp") if name in llm else ("ddp",):
             assert max_difference(one, weights(tmp_path / mode / name)) <= 1e-5, (name, mode)
     assert max_difference(one, {k: torch.zeros_like(v) for k, v in one.items()}) > 0  # the weights are real
+    from safetensors.torch import load_file  # LoRA adapters of a sharded run: gathered whole by rank 0
+
+    adapters = [load_file(tmp_path / mode / "sft-lora/adapter/adapter.safetensors") for mode in ("one", "fsdp")]
+    assert len(adapters[0]) > 0 and max_difference(*adapters) <= 1e-5
     # Rank 0 wrote the run folder; the metrics are every rank's mean.
     rows = plainrl.RunFolder(tmp_path / "ddp" / "grpo-token_mean").metrics
     assert [row["step"] for row in rows] == [1, 2, 3]
