@@ -37,14 +37,57 @@ LLM = ["--set", "eval_every=0", "--set", "eval_n=8", "--set", "torch_threads=1",
 def workloads(base: Path, steps: int) -> dict[str, tuple[list[str], str]]:
     """name -> (the `plainrl train` arguments, what the rate counts)."""
     return {
-        "grpo": (["grpo", "--model", str(base / "model"), "--total-steps", str(steps), *LLM,
-                  "--set", f"prompts_per_step={PROMPTS}", "--set", "group_size=8", "--set", "max_new_tokens=16"],
-                 "generated tokens/s"),  # fmt: skip
-        "sft": (["sft", "--total-steps", str(3 * steps), *MODEL, *LLM, "--set", "batch_size=256",
-                 "--set", "warmup_steps=0"], "target tokens/s"),  # fmt: skip
-        "ppo": (["ppo", "--env", "CartPole-v1", "--total-steps", str(1024 * steps), "--set", "num_envs=8",
-                 "--set", "num_steps=128", "--set", "num_minibatches=4", "--set", "update_epochs=4",
-                 "--set", "eval_episodes=0"], "env steps/s"),  # fmt: skip
+        "grpo": (
+            [
+                "grpo",
+                "--model",
+                str(base / "model"),
+                "--total-steps",
+                str(steps),
+                *LLM,
+                "--set",
+                f"prompts_per_step={PROMPTS}",
+                "--set",
+                "group_size=8",
+                "--set",
+                "max_new_tokens=16",
+            ],
+            "generated tokens/s",
+        ),  # fmt: skip
+        "sft": (
+            [
+                "sft",
+                "--total-steps",
+                str(3 * steps),
+                *MODEL,
+                *LLM,
+                "--set",
+                "batch_size=256",
+                "--set",
+                "warmup_steps=0",
+            ],
+            "target tokens/s",
+        ),  # fmt: skip
+        "ppo": (
+            [
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--total-steps",
+                str(1024 * steps),
+                "--set",
+                "num_envs=8",
+                "--set",
+                "num_steps=128",
+                "--set",
+                "num_minibatches=4",
+                "--set",
+                "update_epochs=4",
+                "--set",
+                "eval_episodes=0",
+            ],
+            "env steps/s",
+        ),  # fmt: skip
     }
 
 
