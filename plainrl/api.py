@@ -93,7 +93,7 @@ def train(
         takes = "env=" if is_env_run else "task=, model=, rewards="
         raise ConfigError(f"{name} takes {takes} (not {', '.join(sorted(wrong))}=)")
     written: list[Path] | None = None
-    world = distributed.join(device or "auto")  # under torchrun: this process's rank; else a world of one
+    world = distributed.join()  # under torchrun: this process's rank; else a world of one
     if is_env_run:
         values["env"] = env_id(env) if env is not None else None
     else:
@@ -125,7 +125,7 @@ def train(
 def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCallback] = ()) -> RunFolder:
     """Continue an interrupted run from its last checkpoint to its planned total, then evaluate it."""
     name, module, config = load_run(path)
-    distributed.join(config.device)
+    distributed.join()
     check(name, module, config)
     with Run.resume(path, config, show_progress=progress) as run:
         distributed.say(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")

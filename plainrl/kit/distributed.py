@@ -17,7 +17,6 @@ NCCL on cuda:LOCAL_RANK). torch.distributed does all the communication; this fil
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,8 +27,15 @@ import torch.distributed as dist
 
 from plainrl.kit.errors import ConfigError
 
-# How long a collective waits for a rank that went silent before it fails (torchrun then ends every rank).
-COLLECTIVE_TIMEOUT = timedelta(seconds=int(os.environ.get("PLAINRL_COLLECTIVE_TIMEOUT_S", "300")))
+TIMEOUT_VARIABLE = "PLAINRL_COLLECTIVE_TIMEOUT_S"  # how long a collective waits for a silent rank (default 300 s)
+
+
+def collective_timeout() -> timedelta:
+    """How long a collective waits for a rank that went silent before it fails (torchrun then ends every rank)."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "300")
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{TIMEOUT_VARIABLE} = {text!r} must be a whole number of seconds >= 1")
+    return timedelta(seconds=int(text))
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ class World:
         """True on every rank when it is True on some rank (a stop request, a stop asked by a hook)."""
         if self.size == 1:
             return flag
-        return bool(self.sum(torch.tensor(float(flag), device=self.device)) > 0)
+        return bool(self.sum(torch.tensor(float(flag))) > 0)
 
     def sync_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Sum the gradients of replicated parameters over ranks, in one all-reduce (what DDP does after backward).
@@ -123,13 +129,6 @@ class World:
         if self.size > 1:
             dist.barrier()
 
-    @property
-    def device(self) -> torch.device:
-        """Where collectives of this world's backend live (NCCL: this rank's GPU)."""
-        if self.size > 1 and dist.get_backend() == "nccl":
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
-
 
 WORLD = World()  # this process's world: one rank of one until `join` finds torchrun's variables
 
@@ -142,20 +141,21 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def join(device: str) -> World:
-    """Open the process group when torchrun launched this process (once; later calls return the same world).
-    device: the config's device; NCCL when it is a GPU, gloo otherwise."""
+def join() -> World:
+    """Open the process group when torchrun launched this process (once; later calls return the same world):
+    gloo for CPU tensors and, where there are GPUs, NCCL for GPU tensors on this rank's GPU (cuda:LOCAL_RANK)."""
     global WORLD
     if not launched_by_torchrun() or WORLD.size > 1:
         return WORLD
     rank, size, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     if size == 1:
         return WORLD
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
+    backend = "gloo"
+    if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
+        backend = "cpu:gloo,cuda:nccl"  # each collective goes where its tensor lives
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(backend, timeout=collective_timeout())
     WORLD = World(rank, size, local_rank)
     return WORLD
 
@@ -269,11 +269,3 @@ class FullState:
             set_optimizer_state_dict(self.model, self.optimizer, state, options=self._options())
         else:
             set_model_state_dict(self.model, state, options=self._options())
-
-
-def exit_message(error: BaseException) -> str:
-    return f"{error_prefix()}error: {error}"
-
-
-def log_failure(error: BaseException) -> None:
-    print(exit_message(error), file=sys.stderr)

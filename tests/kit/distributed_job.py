@@ -89,7 +89,7 @@ def write_pairs(base: Path) -> None:
 
 def train_case(base: Path, folder: Path, name: str, **extra: Any) -> None:
     algo, keywords = cases(base)[name]
-    plainrl.train(algo, seed=0, run_dir=folder / name, progress=False, **{**keywords, **extra})
+    plainrl.train(algo, seed=0, device="cpu", run_dir=folder / name, progress=False, **{**keywords, **extra})
 
 
 def fail_at_step_2(step: int, trained: Any) -> bool:
@@ -106,11 +106,11 @@ def slowly(step: int, trained: Any) -> bool:
 def main() -> None:
     base, mode, names = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     if mode == "slow":
-        plainrl.train("grpo", seed=0, run_dir=base / "slow", progress=False, callbacks=[slowly],
+        plainrl.train("grpo", seed=0, device="cpu", run_dir=base / "slow", progress=False, callbacks=[slowly],
                       **dict(GRPO, total_steps=8, checkpoint_every=2))  # fmt: skip
         return
     if mode == "fail":
-        plainrl.train("grpo", seed=0, run_dir=base / "fail", progress=False, callbacks=[fail_at_step_2],
+        plainrl.train("grpo", seed=0, device="cpu", run_dir=base / "fail", progress=False, callbacks=[fail_at_step_2],
                       **dict(GRPO, total_steps=5))  # fmt: skip
         return
     for name in names:

@@ -103,6 +103,14 @@ def test_grpo_loss_shares_of_two_ranks_add_up_to_the_whole_batch_loss(aggregatio
         assert not torch.allclose((own[0] + own[1]) / 2, whole, atol=1e-4)
 
 
+def test_a_bad_collective_timeout_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plainrl.kit.distributed import collective_timeout
+
+    monkeypatch.setenv("PLAINRL_COLLECTIVE_TIMEOUT_S", "soon")
+    with pytest.raises(PlainRLError, match="PLAINRL_COLLECTIVE_TIMEOUT_S = 'soon' must be a whole number of seconds"):
+        collective_timeout()
+
+
 def test_a_world_of_one_splits_nothing_and_refuses_an_uneven_split() -> None:
     assert World().shard(8, "batch_size") == Shard(0, 8, 8)
     assert World(rank=1, size=2).shard(8, "batch_size") == Shard(4, 8, 8)
@@ -176,38 +184,14 @@ def test_two_machines_on_one_host_train_grpo_with_c10d_rendezvous(tmp_path: Path
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     run_dir = tmp_path / "two-nodes"
+    settings = ["prompts_per_step=2", "group_size=4", "max_new_tokens=8", "eval_every=0", "eval_n=4"]
+    train = ["-m", "plainrl", "train", "grpo", "--total-steps", "3", "--run-dir", str(run_dir), "--no-progress",
+             "--device", "cpu", *[part for item in settings for part in ("--set", item)]]  # fmt: skip
+    rendezvous = ["--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=localhost:{port}",
+                  "--rdzv-id=plainrl-test"]  # fmt: skip
     nodes = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes=2",
-                f"--node_rank={rank}",
-                "--nproc_per_node=1",
-                "--rdzv-backend=c10d",
-                f"--rdzv-endpoint=localhost:{port}",
-                "--rdzv-id=plainrl-test",
-                "-m",
-                "plainrl",
-                "train",
-                "grpo",
-                "--total-steps",
-                "3",
-                "--run-dir",
-                str(run_dir),
-                "--no-progress",
-                "--set",
-                "prompts_per_step=2",
-                "--set",
-                "group_size=4",
-                "--set",
-                "max_new_tokens=8",
-                "--set",
-                "eval_every=0",
-                "--set",
-                "eval_n=4",
-            ],
+            [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--node_rank={rank}", *train],
             env=ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -233,7 +217,8 @@ def test_a_one_process_algorithm_is_refused_in_a_world_of_several(monkeypatch: p
 
 def test_under_torchrun_an_uneven_batch_is_refused_in_one_line(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "plainrl",
-               "train", "grpo", "--run-dir", str(tmp_path / "r"), "--set", "prompts_per_step=3"]  # fmt: skip
+               "train", "grpo", "--run-dir", str(tmp_path / "r"), "--set", "prompts_per_step=3",
+               "--device", "cpu"]  # fmt: skip
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "rank 0: error: prompts_per_step = 3 cannot be split over 2 processes" in done.stderr
