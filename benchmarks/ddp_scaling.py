@@ -1,10 +1,11 @@
 """Data-parallel scaling: 1 process vs 2 processes (torchrun, gloo, one torch thread each), side by side.
 
-    python benchmarks/ddp_scaling.py [--steps 8] [--only grpo sft ppo]
+    python benchmarks/ddp_scaling.py [--steps 5] [--repeats 3] [--only grpo sft ppo]
 
-Each workload trains the same global batch three ways, one after the other: one process (`python -m plainrl
-train`, as without torchrun) and two processes (`torchrun --nproc_per_node 2 -m plainrl train`), then prints the
-throughput of each and the ratio 2 processes / 1 process.
+Each workload trains the same global batch with one process (`python -m plainrl train`, as without torchrun) and
+with two (`torchrun --nproc_per_node 2 -m plainrl train`), alternating, --repeats times each, then prints the
+median throughput of each side, their ratio (2 processes / 1 process) and the ratio of each pair of runs: on this
+machine one pair alone can be off by 20%.
 
 - grpo: the built-in model at dim 256, 6 layers (4.7M parameters; an SFT run folder of 1 step, made first),
   32 prompts x 8 completions, up to 16 new tokens, beta 0.04: generated tokens per second of whole steps
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -134,6 +136,7 @@ def target_tokens(run_dir: Path, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side, alternating; medians printed")
     parser.add_argument("--only", nargs="*", default=["grpo", "sft", "ppo"])
     parser.add_argument("--keep", type=Path, help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
@@ -141,15 +144,19 @@ def main() -> None:
         base = args.keep or Path(folder)
         if "grpo" in args.only:  # the larger built-in model GRPO starts from: an SFT run of one step
             train(["sft", "--total-steps", "1", *MODEL, *LLM, "--set", "warmup_steps=0"], base / "model", 1)
-        print(f"{'workload':<8} {'unit':<20} {'1 process':>12} {'2 processes':>12} {'ratio':>7}")
+        print(f"{'workload':<8} {'unit':<20} {'1 process':>12} {'2 processes':>12} {'ratio':>7}   (medians of runs)")
         for name, (arguments, unit) in workloads(base, args.steps).items():
             if name not in args.only:
                 continue
-            one, two = base / f"{name}-1", base / f"{name}-2"
-            train(arguments, one, 1)
-            train(arguments, two, 2)
-            r1, r2 = rate(one, name), rate(two, name)
-            print(f"{name:<8} {unit:<20} {r1:>12.0f} {r2:>12.0f} {r2 / r1:>6.2f}x", flush=True)
+            rates: dict[int, list[float]] = {1: [], 2: []}
+            for repeat in range(args.repeats):
+                for processes in (1, 2):  # alternating, so a slow spell of the machine hits both sides
+                    run_dir = base / f"{name}-{processes}-{repeat}"
+                    train(arguments, run_dir, processes)
+                    rates[processes].append(rate(run_dir, name))
+            r1, r2 = statistics.median(rates[1]), statistics.median(rates[2])
+            runs = "  ".join(f"{b / a:.2f}" for a, b in zip(rates[1], rates[2], strict=True))
+            print(f"{name:<8} {unit:<20} {r1:>12.0f} {r2:>12.0f} {r2 / r1:>6.2f}x   (each pair: {runs})", flush=True)
 
 
 if __name__ == "__main__":

@@ -415,9 +415,12 @@ class Run:
             }
             self.save_checkpoint(step, state)
         if self.stop_requested:
-            raise RunInterrupted(
-                f"interrupted at step {step}; checkpoint saved. Continue with: plainrl resume {self.dir}"
+            command = (
+                "plainrl resume"
+                if self.world.size == 1
+                else f"torchrun ({self.world.size} processes) -m plainrl resume"
             )
+            raise RunInterrupted(f"interrupted at step {step}; checkpoint saved. Continue with: {command} {self.dir}")
 
     def save_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         """Write latest.pt, keeping the one before as previous.pt. A crash or a full disk at any moment leaves at
