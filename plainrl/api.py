@@ -124,8 +124,13 @@ def train(
 
 def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCallback] = ()) -> RunFolder:
     """Continue an interrupted run from its last checkpoint to its planned total, then evaluate it."""
-    name, module, config = load_run(path)
-    distributed.join()
+    world = distributed.join()
+    saved: tuple[str, RunConfig] | None = None
+    if world.is_main:  # under torchrun rank 0 reads the folder and sends the config: others need no copy of it
+        name, _, config = load_run(path)
+        saved = (name, config)
+    name, config = world.broadcast_object(saved)
+    module = load_algorithm(name)
     check(name, module, config)
     with Run.resume(path, config, show_progress=progress) as run:
         distributed.say(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")

@@ -273,7 +273,7 @@ class Run:
 
     @classmethod
     def resume(cls, run_dir: str | Path, config: RunConfig, show_progress: bool = True) -> Run:
-        algo = read_run_config(run_dir)["algo"]
+        algo = world().broadcast_object(read_run_config(run_dir)["algo"] if world().is_main else None)  # rank 0's
         return cls(Path(run_dir), algo, config, resumed=True, show_progress=show_progress)
 
     # ----- metrics --------------------------------------------------------------------------------------
