@@ -1,6 +1,6 @@
 """Data-parallel scaling: 1 process vs 2 processes (torchrun, gloo, one torch thread each), side by side.
 
-    python benchmarks/ddp_scaling.py [--steps 5] [--repeats 3] [--only grpo sft ppo]
+    python benchmarks/ddp_scaling.py [--steps 4] [--repeats 3] [--only grpo sft ppo]
 
 Each workload trains the same global batch with one process (`python -m plainrl train`, as without torchrun) and
 with two (`torchrun --nproc_per_node 2 -m plainrl train`), alternating, --repeats times each, then prints the
@@ -8,9 +8,9 @@ median throughput of each side, their ratio (2 processes / 1 process) and the ra
 machine one pair alone can be off by 20%.
 
 - grpo: the built-in model at dim 256, 6 layers (4.7M parameters; an SFT run folder of 1 step, made first),
-  32 prompts x 8 completions, up to 16 new tokens, beta 0.04: generated tokens per second of whole steps
+  64 prompts x 8 completions, up to 16 new tokens, beta 0.04: generated tokens per second of whole steps
   (rollout + update).
-- sft:  the same model size, batch 256, 3x as many steps: target tokens per second.
+- sft:  the same model size, batch 1024, 3x as many steps: target tokens per second.
 - ppo:  CartPole-v1, 8 envs x 128 steps, 4 minibatches x 4 epochs: env steps per second.
 
 Rates come from the run folder's metrics.csv: the steps after the first (warm-up) over the time they took (the
@@ -32,7 +32,7 @@ from pathlib import Path
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 MODEL = ["--set", "tiny_dim=256", "--set", "tiny_n_layers=6", "--set", "tiny_n_heads=8", "--set", "tiny_n_kv_heads=4",
          "--set", "tiny_hidden_dim=768"]  # fmt: skip
-PROMPTS = 32  # GRPO prompts per step (x 8 completions)
+PROMPTS = 64  # GRPO prompts per step (x 8 completions)
 LLM = ["--set", "eval_every=0", "--set", "eval_n=8", "--set", "torch_threads=1", "--set", "checkpoint_every=1000"]
 
 
@@ -64,7 +64,7 @@ def workloads(base: Path, steps: int) -> dict[str, tuple[list[str], str]]:
                 *MODEL,
                 *LLM,
                 "--set",
-                "batch_size=256",
+                "batch_size=1024",
                 "--set",
                 "warmup_steps=0",
             ],
@@ -135,7 +135,7 @@ def target_tokens(run_dir: Path, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side, alternating; medians printed")
     parser.add_argument("--only", nargs="*", default=["grpo", "sft", "ppo"])
     parser.add_argument("--keep", type=Path, help="keep the run folders here (default: a temporary folder)")
