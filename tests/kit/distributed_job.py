@@ -66,6 +66,19 @@ def cases(base: Path) -> dict[str, tuple[str, dict[str, Any]]]:
                 draft_hidden_dim=32,
             ),
         ),  # fmt: skip
+        "a2c": (
+            "a2c",
+            dict(
+                env="CartPole-v1",
+                total_steps=96,
+                num_envs=4,
+                num_steps=8,
+                norm_adv=True,
+                normalize_obs=True,
+                normalize_reward=True,
+                eval_episodes=0,
+            ),
+        ),  # fmt: skip
         "ppo": (
             "ppo",
             dict(

@@ -120,13 +120,15 @@ def test_a_world_of_one_splits_nothing_and_refuses_an_uneven_split() -> None:
 
 # ----- real processes --------------------------------------------------------------------------------------------
 def test_two_processes_with_half_the_batch_each_reach_the_single_process_parameters(tmp_path: Path) -> None:
-    """sft (full and LoRA), grpo (3 aggregations, beta > 0), dpo, reward-model, ppo-llm, distill-draft and classic ppo:
+    """sft (full and LoRA), grpo (3 aggregations, beta > 0), dpo, reward-model, ppo-llm, distill-draft, classic
+    ppo and a2c: 3 optimizer steps on 2 ranks (gradients all-reduced; then the LLM trainers FSDP2-sharded) against
+    1 process, max abs difference <= 1e-5."""sft (full and LoRA), grpo (3 aggregations, beta > 0), dpo, reward-model, ppo-llm, distill-draft, classic ppo and a2c:
     3 optimizer steps on 2 ranks (gradients all-reduced; then the LLM trainers FSDP2-sharded) against 1 process, max
     abs difference <= 1e-5."""
     job.write_pairs(tmp_path)
     names = list(job.cases(tmp_path))
     torchrun(str(JOB), str(tmp_path), "ddp", *names)
-    llm = [name for name in names if name not in ("ppo", "distill")]  # the trainers that shard (fsdp = true)
+    llm = [name for name in names if name not in ("ppo", "a2c", "distill")]  # the trainers that shard (fsdp = true)
     torchrun(str(JOB), str(tmp_path), "fsdp", *llm)
     for name in names:
         job.train_case(tmp_path, tmp_path / "one", name)
