@@ -122,9 +122,7 @@ def test_a_world_of_one_splits_nothing_and_refuses_an_uneven_split() -> None:
 def test_two_processes_with_half_the_batch_each_reach_the_single_process_parameters(tmp_path: Path) -> None:
     """sft (full and LoRA), grpo (3 aggregations, beta > 0), dpo, reward-model, ppo-llm, distill-draft, classic
     ppo and a2c: 3 optimizer steps on 2 ranks (gradients all-reduced; then the LLM trainers FSDP2-sharded) against
-    1 process, max abs difference <= 1e-5."""sft (full and LoRA), grpo (3 aggregations, beta > 0), dpo, reward-model, ppo-llm, distill-draft, classic ppo and a2c:
-    3 optimizer steps on 2 ranks (gradients all-reduced; then the LLM trainers FSDP2-sharded) against 1 process, max
-    abs difference <= 1e-5."""
+    1 process, max abs difference <= 1e-5."""
     job.write_pairs(tmp_path)
     names = list(job.cases(tmp_path))
     torchrun(str(JOB), str(tmp_path), "ddp", *names)
