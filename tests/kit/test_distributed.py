@@ -133,6 +133,11 @@ def test_two_processes_with_half_the_batch_each_reach_the_single_process_paramet
         one = weights(tmp_path / "one" / name)
         for mode in ("ddp", "fsdp") if name in llm else ("ddp",):
             assert max_difference(one, weights(tmp_path / mode / name)) <= 1e-5, (name, mode)
+            # Adam's steps hardly change when every gradient is scaled by one factor; the gradient norm does.
+            norms = [[row.get("grad_norm") for row in plainrl.RunFolder(folder).metrics]
+                     for folder in (tmp_path / "one" / name, tmp_path / mode / name)]  # fmt: skip
+            if None not in norms[0]:  # classic ppo and a2c log no gradient norm
+                assert norms[0] == pytest.approx(norms[1], rel=1e-4), (name, mode, norms)
     assert max_difference(one, {k: torch.zeros_like(v) for k, v in one.items()}) > 0  # the weights are real
     from safetensors.torch import load_file  # LoRA adapters of a sharded run: gathered whole by rank 0
 
