@@ -170,7 +170,7 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
         check_alphabet(task, load_tokenizer(config.model), config.task)  # type: ignore[attr-defined]
         if hasattr(module, "check"):
             module.check(config)
-    resolve_device(config.device)
+    resolve_device(config.device, config.AUTO_DEVICE)
 
 
 def finish(module: ModuleType, config: RunConfig, trained: Any, run: Run) -> None:
@@ -211,7 +211,7 @@ def load(path: str | Path, device: str | None = None) -> Any:
     """The trained thing of a run folder, from its last checkpoint: an Agent (env runs: predict(obs)) or a Policy
     (LLM runs: generate(prompts)). `device`: default the run's own."""
     name, module, config = load_run(path)
-    target = resolve_device(device or config.device)
+    target = resolve_device(device or config.device, config.AUTO_DEVICE)
     if isinstance(config, EnvConfig):
         env = make_env(config.env)
         agent = module.build_agent(config, env.observation_space, env.action_space).to(target)

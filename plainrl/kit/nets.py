@@ -123,10 +123,11 @@ def policy_head(action_space: gym.Space) -> CategoricalHead | DiagGaussianHead:
     raise ConfigError(f"no policy head for action space {action_space}")
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; asking for cuda without one is an error."""
+def resolve_device(device: str, auto: str = "cuda") -> torch.device:
+    """'auto' -> `auto` ("cuda": a GPU when there is one, else the CPU; "cpu": the CPU); asking for cuda without one
+    is an error. Configs say what auto means for them (RunConfig.AUTO_DEVICE)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if auto == "cuda" and torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device = {device!r} but no CUDA device is available (use auto or cpu)")
     return torch.device(device)

@@ -197,7 +197,7 @@ def set_up_torch(config: RunConfig) -> torch.device:
 
     seed_everything(config.seed)  # the same on every rank of a torchrun job: identical initial weights
     torch.set_num_threads(config.torch_threads)
-    return rank_device(resolve_device(config.device))
+    return rank_device(resolve_device(config.device, config.AUTO_DEVICE))
 
 
 class Run:

@@ -107,7 +107,7 @@ def token_rewards(
     kl = (logprobs - ref_logprobs) * mask
     rewards = -kl_coef * kl
     last = mask.long().sum(1) - 1  # completions are contiguous from token 0
-    rewards[torch.arange(len(scores)), last] += scores
+    rewards[torch.arange(len(scores), device=rewards.device), last] += scores
     return rewards, kl
 
 

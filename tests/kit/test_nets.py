@@ -58,3 +58,16 @@ def test_obs_normalizer_is_saved_with_the_state_dict():
     copy.load_state_dict(normalizer.state_dict())
     x = torch.tensor([[2.0, 4.0]])
     assert torch.allclose(copy(x), normalizer(x)) and torch.allclose(copy(x), torch.zeros(1, 2), atol=1e-3)
+
+
+def test_device_auto_means_the_cpu_for_env_agents_and_a_gpu_for_language_models(monkeypatch):
+    from plainrl.kit.config import EnvConfig
+    from plainrl.kit.nets import resolve_device
+    from plainrl.llm.config import TaskConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    assert resolve_device("auto", EnvConfig.AUTO_DEVICE) == torch.device("cpu")  # small MLPs: launch-bound on a GPU
+    assert resolve_device("auto", TaskConfig.AUTO_DEVICE) == torch.device("cuda")
+    assert resolve_device("cuda", EnvConfig.AUTO_DEVICE) == torch.device("cuda")  # asked for: given
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", TaskConfig.AUTO_DEVICE) == torch.device("cpu")

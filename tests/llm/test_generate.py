@@ -1,4 +1,5 @@
-"""The rollout engine: log-probs equal a teacher-forced forward, padding, stops, sampling filters."""
+"""The rollout engine: log-probs equal a teacher-forced forward, padding, stops, sampling filters.
+Tests taking `device` run where `pytest --device` says (tests/conftest.py)."""
 
 import torch
 
@@ -16,36 +17,40 @@ from plainrl.llm.tokenizer import CharTokenizer
 TOKENIZER = CharTokenizer()
 
 
-def tiny_model(seed: int = 0) -> Transformer:
+def tiny_model(seed: int = 0, device: torch.device | str = "cpu") -> Transformer:
     torch.manual_seed(seed)
     config = ModelConfig(vocab_size=TOKENIZER.vocab_size, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64)
-    return Transformer(config).eval()
+    return Transformer(config).eval().to(device)
 
 
 PROMPTS = [TOKENIZER.prompt_ids(p) for p in ("12+34=", "1+2=", "99*99=", "7-8=")]
 
 
-def test_engine_logprobs_equal_a_teacher_forced_forward():
-    model = tiny_model()
+def test_engine_logprobs_equal_a_teacher_forced_forward(device):
+    model = tiny_model(device=device)
     for params in (
         SamplingParams(max_new_tokens=12, temperature=0.7, top_k=20, top_p=0.9),
         SamplingParams(max_new_tokens=12, greedy=True),
     ):
-        rollout = generate(model, TOKENIZER, PROMPTS, params, torch.Generator().manual_seed(1))
+        rollout = generate(model, TOKENIZER, PROMPTS, params, torch.Generator(device).manual_seed(1))
         temperature = 1.0 if params.greedy else params.temperature
         forward = completion_logprobs(model, rollout, temperature)
         assert rollout.completion_mask.any()
         torch.testing.assert_close(forward, rollout.logprobs, atol=1e-4, rtol=1e-4)
 
 
-def test_trainer_logprobs_share_each_prompt_and_equal_the_full_forward_with_its_gradients():
-    model = tiny_model()
+def test_trainer_logprobs_share_each_prompt_and_equal_the_full_forward_with_its_gradients(device):
+    model = tiny_model(device=device)
     prompts = [p for p in PROMPTS for _ in range(3)]  # each prompt 3 times, as GRPO groups are
     rollout = generate(
-        model, TOKENIZER, prompts, SamplingParams(max_new_tokens=12, temperature=0.8), torch.Generator().manual_seed(2)
+        model,
+        TOKENIZER,
+        prompts,
+        SamplingParams(max_new_tokens=12, temperature=0.8),
+        torch.Generator(device).manual_seed(2),
     )
-    rows = torch.tensor([5, 0, 11, 3, 4, 9])
-    weights = torch.randn(len(rows), rollout.completion_ids.shape[1])
+    rows = torch.tensor([5, 0, 11, 3, 4, 9], device=device)
+    weights = torch.randn(len(rows), rollout.completion_ids.shape[1], device=device)
     logprobs, entropy = completion_logprobs_entropy(model, rollout, rows, temperature=0.8)
     grads = torch.autograd.grad((logprobs * weights).sum(), list(model.parameters()))
     full = completion_logprobs(model, rollout, 0.8)[rows]  # whole rows, each with its own copy of the prompt
@@ -57,8 +62,8 @@ def test_trainer_logprobs_share_each_prompt_and_equal_the_full_forward_with_its_
     torch.testing.assert_close(logprobs, rollout.logprobs[rows], atol=1e-4, rtol=1e-4)  # the shared prefill too
 
 
-def test_batched_greedy_equals_one_prompt_at_a_time():
-    model = tiny_model()
+def test_batched_greedy_equals_one_prompt_at_a_time(device):
+    model = tiny_model(device=device)
     params = SamplingParams(max_new_tokens=10, greedy=True)
     batched = generate(model, TOKENIZER, PROMPTS, params)
     for row, prompt in enumerate(PROMPTS):
@@ -68,17 +73,17 @@ def test_batched_greedy_equals_one_prompt_at_a_time():
         # and equal to argmax of a full forward, token by token (no cache)
         ids = list(prompt)
         for token in alone.completion_ids[0, :n].tolist():
-            assert int(model(torch.tensor([ids]))[0, -1].argmax()) == token
+            assert int(model(torch.tensor([ids], device=device))[0, -1].argmax()) == token
             ids.append(token)
 
 
-def test_eos_and_stop_strings_end_rows_and_mask_what_follows():
-    model = tiny_model()
+def test_eos_and_stop_strings_end_rows_and_mask_what_follows(device):
+    model = tiny_model(device=device)
     params = SamplingParams(max_new_tokens=8, temperature=1.5)
 
     def run(tokenizer=TOKENIZER, **changes):
         rollout = generate(model, tokenizer, PROMPTS[:1], SamplingParams(**{**params.__dict__, **changes}),
-                           torch.Generator().manual_seed(0))  # fmt: skip
+                           torch.Generator(device).manual_seed(0))  # fmt: skip
         return rollout
 
     first = run()
@@ -118,9 +123,9 @@ def test_top_k_and_top_p_keep_only_the_likely_tokens():
     assert 0.45 < frequency < 0.55
 
 
-def test_same_generator_seed_same_samples():
-    model = tiny_model()
+def test_same_generator_seed_same_samples(device):
+    model = tiny_model(device=device)
     params = SamplingParams(max_new_tokens=8, temperature=1.0)
-    a = generate(model, TOKENIZER, PROMPTS, params, torch.Generator().manual_seed(3))
-    b = generate(model, TOKENIZER, PROMPTS, params, torch.Generator().manual_seed(3))
+    a = generate(model, TOKENIZER, PROMPTS, params, torch.Generator(device).manual_seed(3))
+    b = generate(model, TOKENIZER, PROMPTS, params, torch.Generator(device).manual_seed(3))
     assert torch.equal(a.completion_ids, b.completion_ids)
