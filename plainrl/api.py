@@ -33,7 +33,7 @@ from plainrl.kit.errors import ConfigError, PlainRLError
 from plainrl.kit.evaluate import Agent, agent_policy, evaluate_episodes, write_eval_json
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.registry import ALGORITHMS, canonical_name, check_spaces, load_algorithm, load_run
-from plainrl.kit.run import Run, default_run_dir, load_checkpoint_file, read_run_config
+from plainrl.kit.run import Run, default_run_dir, load_checkpoint_file, precision, read_run_config
 
 StepCallback = Callable[[int, Any], bool]  # (step, what is being trained) -> True to stop training now
 
@@ -114,7 +114,7 @@ def train(
         for made in written or []:  # the examples file (and the folders made for it) were this call's only trace
             made.unlink() if made.is_file() else made.rmdir()
         raise
-    with Run.create(name, config, run_dir, show_progress=progress) as run:
+    with Run.create(name, config, run_dir, show_progress=progress) as run, precision(config):
         distributed.say(f"run folder: {run.dir}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)
@@ -132,7 +132,7 @@ def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCall
     name, config = world.broadcast_object(saved)
     module = load_algorithm(name)
     check(name, module, config)
-    with Run.resume(path, config, show_progress=progress) as run:
+    with Run.resume(path, config, show_progress=progress) as run, precision(config):
         distributed.say(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
         run.step_hooks.extend(callbacks)
         trained = module.train(config, run)

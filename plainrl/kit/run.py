@@ -25,6 +25,7 @@ refused (each rank's RNG state belongs to its rank).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import math
@@ -197,7 +198,25 @@ def set_up_torch(config: RunConfig) -> torch.device:
 
     seed_everything(config.seed)  # the same on every rank of a torchrun job: identical initial weights
     torch.set_num_threads(config.torch_threads)
-    return rank_device(resolve_device(config.device, config.AUTO_DEVICE))
+    device = rank_device(resolve_device(config.device, config.AUTO_DEVICE))
+    if device.type == "cuda":  # fp32 matmuls on TF32 tensor cores (10-bit mantissa products, fp32 sums)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def precision(config: RunConfig) -> contextlib.AbstractContextManager[Any]:
+    """What a training loop runs under: bf16 autocast when config.dtype = "bfloat16" (LLM trainers), so matmuls run
+    in bf16 while weights, gradients and optimizer state stay fp32 (the master copy); the trainers take log-softmaxes
+    and losses of fp32 logits (`.float()`). Otherwise nothing."""
+    from plainrl.kit.nets import resolve_device
+
+    if getattr(config, "dtype", "float32") != "bfloat16":
+        return contextlib.nullcontext()
+    # No weight cache: autocast keeps the bf16 copy of each weight until its outermost context exits, and this one
+    # spans the whole loop, so cached copies would never see an optimizer step (measured: SFT stalled at 4.0 vs 2.0).
+    device_type = resolve_device(config.device, config.AUTO_DEVICE).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 class Run:

@@ -33,6 +33,7 @@ class TaskConfig(RunConfig):
     max_new_tokens: int = 16  # the longest completion sampled
     max_grad_norm: float = 1.0
     fsdp: bool = False  # under torchrun: shard the weights over the processes (FSDP2) instead of copying them
+    dtype: str = "float32"  # bfloat16: matmuls in bf16 (autocast), weights and optimizer state fp32; bf16 reference
 
     def validate(self) -> None:
         super().validate()
@@ -41,6 +42,7 @@ class TaskConfig(RunConfig):
         require(lr is None or lr > 0, f"learning_rate = {lr} must be > 0 (or none: automatic)")
         require_ranges(self, positive=("max_grad_norm",))
         require(1 <= self.max_new_tokens <= 100_000, f"max_new_tokens = {self.max_new_tokens} must be in [1, 100000]")
+        require(self.dtype in ("float32", "bfloat16"), f"dtype = {self.dtype!r} is not one of float32, bfloat16")
 
     @classmethod
     def upgrade_saved_values(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ samples. Held-out task accuracy (greedy) is evaluated as in SFT and GRPO.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,7 +31,7 @@ from plainrl.kit.errors import ConfigError
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams
-from plainrl.llm.policies import build_policy, checkpointed
+from plainrl.llm.policies import build_policy, checkpointed, frozen_copy
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
 from plainrl.llm.tasks import epoch_indices, make_task
 
@@ -128,7 +127,7 @@ def train(config: Config, run: Run) -> Any:
     print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held-out pairs (in {run.dir})")
     train_tokens, test_tokens = tokenize_pairs(train_pairs, tokenizer), tokenize_pairs(test_pairs, tokenizer)
     # The reference is the starting policy. Its log-probs never change, so one pass computes them for good.
-    reference = copy.deepcopy(model).eval()
+    reference = frozen_copy(model, config)
     ref_train = reference_logprobs(reference, train_tokens, tokenizer.pad_id, config.loss_type, config.eval_batch_size)
     ref_test = reference_logprobs(reference, test_tokens, tokenizer.pad_id, config.loss_type, config.eval_batch_size)
     del reference

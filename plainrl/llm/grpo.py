@@ -27,7 +27,6 @@ and gradients are summed (kit/distributed.py), so N processes compute the single
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.policies import build_policy, checkpointed, load_policy, model_prompt
+from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, load_policy, model_prompt
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
 
@@ -191,7 +190,7 @@ def train(config: Config, run: Run) -> Any:
     groups = world.shard(config.prompts_per_step, "prompts_per_step")  # this rank's whole groups
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if config.beta > 0 else None
+    reference = frozen_copy(model, config) if config.beta > 0 else None
     if config.fsdp:  # weights sharded over the ranks (FSDP2), the reference's too
         for module in (model, reference) if reference is not None else (model,):
             distributed.shard_model(module)  # in place

@@ -12,6 +12,7 @@ policy.generate(["12+34="], max_new_tokens=16, greedy=True) -> ["46"]
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -108,6 +109,13 @@ class TrainableWeights:
         unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys  # the rest is the base model
         if unexpected:  # weights of another model: loading them would silently leave this one untrained
             raise ConfigError(f"the checkpoint holds {len(unexpected)} weights this model lacks ({unexpected[0]}, ...)")
+
+
+def frozen_copy(model: torch.nn.Module, config: Any) -> torch.nn.Module:
+    """A frozen copy of a policy (a reference model): in eval mode, without gradients, and in bf16 when the run's
+    dtype is bfloat16 (it is only ever read, so it needs no fp32 master copy)."""
+    dtype = torch.bfloat16 if getattr(config, "dtype", "float32") == "bfloat16" else None
+    return copy.deepcopy(model).eval().requires_grad_(False).to(dtype=dtype)
 
 
 def checkpointed(optimizer: torch.optim.Optimizer, **models: torch.nn.Module) -> dict[str, Any]:

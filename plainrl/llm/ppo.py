@@ -37,7 +37,7 @@ from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
-from plainrl.llm.policies import build_policy, checkpointed, model_prompt
+from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, model_prompt
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
@@ -171,7 +171,7 @@ def train(config: Config, run: Run) -> Any:
     prompt_shard = world.shard(config.prompts_per_step, "prompts_per_step")  # this rank's prompts
     task = make_task(config.task)
     model, tokenizer = build_policy(config, device)
-    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    reference = frozen_copy(model, config)
     critic = ScalarModel(copy.deepcopy(model)).to(device).train()
     if config.fsdp:  # policy, reference and critic sharded over the ranks (FSDP2)
         for module in (model, reference, critic):
