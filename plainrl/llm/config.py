@@ -34,6 +34,7 @@ class TaskConfig(RunConfig):
     max_grad_norm: float = 1.0
     fsdp: bool = False  # under torchrun: shard the weights over the processes (FSDP2) instead of copying them
     dtype: str = "float32"  # bfloat16: matmuls in bf16 (autocast), weights and optimizer state fp32; bf16 reference
+    gradient_checkpointing: bool = False  # recompute each block in backward: less activation memory, ~1 more forward
 
     def validate(self) -> None:
         super().validate()

@@ -169,7 +169,9 @@ def completion_logprobs_entropy(
     ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
     mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
     P = rollout.prompt_ids.shape[1]
-    if isinstance(model, Transformer) and not fsdp_modules(model):  # FSDP gathers weights in forward() only
+    # The shared-prompt path calls the model's parts with a KV cache: not for FSDP (it gathers weights in forward()
+    # only) nor for gradient checkpointing (it recomputes blocks without a cache).
+    if isinstance(model, Transformer) and not fsdp_modules(model) and not model.gradient_checkpointing:
         logits = model.lm_head(shared_prompt_hidden_states(model, ids, mask, P))
     else:
         logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1]

@@ -162,6 +162,13 @@ class HFCausalLM(nn.Module):
     def new_cache(self, batch_size: int, max_len: int) -> HFCache:
         return HFCache()
 
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        """transformers' own activation checkpointing of each decoder layer (non-reentrant)."""
+        if on:
+            self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.hf.gradient_checkpointing_disable()
+
     def forward(
         self,
         tokens: torch.Tensor,

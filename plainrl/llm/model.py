@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -188,6 +189,7 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList([Block(config, i) for i in range(config.n_layers)])
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.gradient_checkpointing = False  # set_gradient_checkpointing
         if config.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.apply(self._init_weights)
@@ -199,6 +201,11 @@ class Transformer(nn.Module):
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        """Keep only each block's input for backward and recompute the block there: activation memory of one block
+        instead of all, for about one more forward. Applies to forwards without a KV cache."""
+        self.gradient_checkpointing = on
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         weight = self.embed_tokens.weight
@@ -239,7 +246,10 @@ class Transformer(nn.Module):
             mask = attention_mask(key_mask, B, T, past, tokens.device)
         x = self.embed_tokens(tokens)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, cache)
+            if self.gradient_checkpointing and cache is None and torch.is_grad_enabled():
+                x = checkpoint(layer, x, cos, sin, mask, None, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask, cache)
         if cache is not None:
             cache.length += T
         return self.norm(x)

@@ -91,6 +91,8 @@ def build_policy(config: Any, device: torch.device | str) -> tuple[Any, Any]:
         from plainrl.llm.lora import apply_lora
 
         apply_lora(model, config.lora_rank, config.lora_alpha, config.lora_dropout, tuple(config.lora_targets))
+    if getattr(config, "gradient_checkpointing", False):
+        model.set_gradient_checkpointing(True)
     return model, tokenizer
 
 

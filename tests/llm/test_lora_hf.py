@@ -129,3 +129,19 @@ def test_every_llm_trainer_checks_its_lora_fields(trainer, setting, message):
 
     with pytest.raises(ConfigError, match=message):
         plainrl.train(trainer, set_items=[setting], progress=False)
+
+
+def test_gradient_checkpointing_of_a_hugging_face_model_gives_the_same_gradients():
+    model = HFCausalLM(tiny_hf_llama()).train()
+    tokens = torch.randint(3, TOKENIZER.vocab_size, (2, 9))
+
+    def gradients() -> list[torch.Tensor]:
+        model.zero_grad()
+        model(tokens).float().logsumexp(-1).sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain = gradients()
+    model.set_gradient_checkpointing(True)
+    assert model.hf.is_gradient_checkpointing
+    for a, b in zip(plain, gradients(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -86,3 +86,22 @@ def test_gqa_equals_mha_with_each_kv_head_repeated_for_its_group():
 def test_tied_embeddings_share_one_tensor():
     model = Transformer(CONFIG)
     assert model.lm_head.weight is model.embed_tokens.weight
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_skips_cached_forwards():
+    torch.manual_seed(0)
+    model = Transformer(CONFIG).train()
+    tokens = torch.randint(0, 50, (3, 10))
+
+    def gradients() -> list[torch.Tensor]:
+        model.zero_grad()
+        model(tokens).float().logsumexp(-1).sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    plain = gradients()
+    model.set_gradient_checkpointing(True)
+    recomputed = gradients()
+    for a, b in zip(plain, recomputed, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    cache = model.new_cache(3, 10)  # decoding with a cache is never checkpointed (nothing to recompute for)
+    torch.testing.assert_close(model(tokens, cache=cache), model(tokens), atol=1e-5, rtol=1e-4)

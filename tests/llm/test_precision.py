@@ -1,4 +1,5 @@
-"""dtype = "bfloat16": bf16 matmuls under autocast, fp32 master weights and optimizer state, a bf16 reference."""
+"""dtype = "bfloat16": bf16 matmuls under autocast, fp32 master weights and optimizer state, a bf16 reference;
+gradient_checkpointing."""
 
 import torch
 
@@ -49,3 +50,13 @@ def test_a_bfloat16_grpo_run_with_a_reference_trains(tmp_path):
                         run_dir=tmp_path / "grpo", progress=False)  # fmt: skip
     assert [row["step"] for row in run.metrics] == [1, 2]
     assert all(row["kl"] is not None for row in run.metrics)
+
+
+def test_a_grpo_run_with_gradient_checkpointing_reaches_the_same_weights(tmp_path):
+    weights = []
+    for on in (False, True):
+        run = plainrl.train("grpo", task="arithmetic", total_steps=2, prompts_per_step=2, group_size=4,
+                            max_new_tokens=6, beta=0.1, eval_every=0, eval_n=4, gradient_checkpointing=on,
+                            device="cpu", run_dir=tmp_path / str(on), progress=False)  # fmt: skip
+        weights.append(load_checkpoint_file(run.path)["model"])
+    assert max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0]) <= 1e-5
