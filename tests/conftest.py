@@ -15,3 +15,12 @@ def device(request: pytest.FixtureRequest) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         pytest.exit("--device cuda, but torch sees no CUDA device", returncode=2)
     return torch.device(name)
+
+
+@pytest.fixture(autouse=True)
+def llm_auto_device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """device = auto in an LLM trainer means `--device` here: the CPU by default (as in CI, even on a GPU machine),
+    the GPU with --device cuda. Env agents keep their own auto (the CPU)."""
+    from plainrl.llm.config import TaskConfig
+
+    monkeypatch.setattr(TaskConfig, "AUTO_DEVICE", request.config.getoption("--device"))

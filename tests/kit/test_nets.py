@@ -65,6 +65,7 @@ def test_device_auto_means_the_cpu_for_env_agents_and_a_gpu_for_language_models(
     from plainrl.kit.nets import resolve_device
     from plainrl.llm.config import TaskConfig
 
+    monkeypatch.undo()  # the declared defaults, not tests/conftest.py's --device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
     assert resolve_device("auto", EnvConfig.AUTO_DEVICE) == torch.device("cpu")  # small MLPs: launch-bound on a GPU
     assert resolve_device("auto", TaskConfig.AUTO_DEVICE) == torch.device("cuda")
