@@ -188,7 +188,7 @@ def train(config: Config, run: Run) -> Transformer:
     saved = torch.load(samples_file) if world.is_main and samples_file.is_file() else None
     samples = world.broadcast_object(saved)  # a resumed run distils on the same samples (rank 0's folder)
     if samples is None:
-        target, _ = load_policy(config.model, "cpu")
+        target, _ = load_policy(config.model, device)  # the teacher samples on the training device
         target.eval()
         task = make_task(config.task)
         prompts = [model_prompt(task, example, tokenizer) for example in task.train[: config.n_samples]]
