@@ -1,4 +1,5 @@
-"""The decoder's pieces against hand-written references: RoPE, KV cache, GQA."""
+"""The decoder's pieces against hand-written references: RoPE, KV cache, GQA. Tests taking `device` run where
+`pytest --device` says."""
 
 import math
 
@@ -26,10 +27,10 @@ def test_rope_dot_product_depends_only_on_offset():
     assert math.isclose(norm, float(q.norm()), rel_tol=1e-5)  # a rotation keeps lengths
 
 
-def test_cached_decoding_equals_full_forward():
+def test_cached_decoding_equals_full_forward(device):
     torch.manual_seed(0)
-    model = Transformer(CONFIG).eval()
-    tokens = torch.randint(0, 50, (2, 12))
+    model = Transformer(CONFIG).eval().to(device)
+    tokens = torch.randint(0, 50, (2, 12), device=device)
     full = model(tokens)
     cache = model.new_cache(2, 12)
     pieces = [model(tokens[:, :5], cache=cache)]  # a prefill of 5, then one token at a time
@@ -37,13 +38,13 @@ def test_cached_decoding_equals_full_forward():
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-4)
 
 
-def test_left_padding_does_not_change_a_row():
+def test_left_padding_does_not_change_a_row(device):
     torch.manual_seed(0)
-    model = Transformer(CONFIG).eval()
-    tokens = torch.randint(3, 50, (1, 6))
+    model = Transformer(CONFIG).eval().to(device)
+    tokens = torch.randint(3, 50, (1, 6), device=device)
     alone = model(tokens)[0, -1]
-    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), tokens], dim=1)
-    mask = torch.tensor([[False] * 3 + [True] * 6])
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long, device=device), tokens], dim=1)
+    mask = torch.tensor([[False] * 3 + [True] * 6], device=device)
     positions = (mask.long().cumsum(1) - 1).clamp(min=0)
     torch.testing.assert_close(model(padded, positions, mask)[0, -1], alone, atol=1e-5, rtol=1e-4)
 
@@ -69,7 +70,7 @@ def test_gqa_with_as_many_kv_heads_as_heads_is_plain_mha():
     torch.testing.assert_close(attn(x, cos, sin, None, None), reference_mha(x, attn, cos, sin), atol=1e-5, rtol=1e-4)
 
 
-def test_gqa_equals_mha_with_each_kv_head_repeated_for_its_group():
+def test_gqa_equals_mha_with_each_kv_head_repeated_for_its_group(device):
     torch.manual_seed(0)
     gqa = Transformer(CONFIG).eval()  # 4 query heads share 2 kv heads
     mha = Transformer(ModelConfig(**{**CONFIG.to_dict(), "n_kv_heads": 4})).eval()
@@ -79,7 +80,8 @@ def test_gqa_equals_mha_with_each_kv_head_repeated_for_its_group():
         if name.endswith(("k_proj.weight", "v_proj.weight")):  # (2*d, dim) -> (4*d, dim): kv head h serves q 2h, 2h+1
             state[name] = state[name].view(2, d, -1).repeat_interleave(2, dim=0).reshape(4 * d, -1)
     mha.load_state_dict(state)
-    tokens = torch.randint(0, 50, (2, 9))
+    gqa, mha = gqa.to(device), mha.to(device)
+    tokens = torch.randint(0, 50, (2, 9), device=device)
     torch.testing.assert_close(gqa(tokens), mha(tokens), atol=1e-5, rtol=1e-4)
 
 
@@ -88,10 +90,10 @@ def test_tied_embeddings_share_one_tensor():
     assert model.lm_head.weight is model.embed_tokens.weight
 
 
-def test_gradient_checkpointing_gives_the_same_gradients_and_skips_cached_forwards():
+def test_gradient_checkpointing_gives_the_same_gradients_and_skips_cached_forwards(device):
     torch.manual_seed(0)
-    model = Transformer(CONFIG).train()
-    tokens = torch.randint(0, 50, (3, 10))
+    model = Transformer(CONFIG).train().to(device)
+    tokens = torch.randint(0, 50, (3, 10), device=device)
 
     def gradients() -> list[torch.Tensor]:
         model.zero_grad()
