@@ -1,5 +1,6 @@
 """Speculative sampling is exact: greedy output equals the target's greedy output, and sampled tokens follow the
-target's joint distribution (a chi-square test that a wrong residual fails)."""
+target's joint distribution (a chi-square test that a wrong residual fails). The module's models run where
+`pytest --device` says."""
 
 import itertools
 from types import SimpleNamespace
@@ -48,6 +49,12 @@ DRAFTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def models_on_device(device):
+    for model in (TARGET, *DRAFTS.values()):
+        model.to(device)
+
+
 @pytest.mark.parametrize("draft_name", list(DRAFTS))
 @pytest.mark.parametrize("k", [1, 3, 6])
 def test_greedy_equals_the_targets_greedy_output(draft_name, k):
@@ -81,9 +88,10 @@ def test_greedy_with_eos_stop_strings_and_adaptive_k():
     assert set(reference.finish_reasons) >= {"stop"}
 
 
-def test_engine_with_a_draft_returns_the_targets_logprobs():
+def test_engine_with_a_draft_returns_the_targets_logprobs(device):
     params = SamplingParams(max_new_tokens=12, temperature=0.8, top_k=30, top_p=0.95)
-    rollout = generate(TARGET, TOKENIZER, PROMPTS, params, torch.Generator().manual_seed(0), draft=DRAFTS["close"])
+    generator = torch.Generator(device).manual_seed(0)
+    rollout = generate(TARGET, TOKENIZER, PROMPTS, params, generator, draft=DRAFTS["close"])
     assert rollout.completion_mask.any()
     forward = completion_logprobs(TARGET, rollout, params.temperature)
     torch.testing.assert_close(forward, rollout.logprobs, atol=1e-4, rtol=1e-4)
@@ -170,7 +178,7 @@ def test_generate_command_prints_text_speed_and_acceptance():
     assert result.exit_code == 2 and "--temperature 0.0 must be > 0" in result.output
 
 
-def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path):
+def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path, device):
     from plainrl.llm.policies import load_policy
 
     settings = [
@@ -187,7 +195,7 @@ def test_distill_draft_leaves_a_run_folder_that_loads_as_a_draft(tmp_path):
     ]
     run_dir = plainrl.train("distill", task="arithmetic", model="tiny", total_steps=2, set_items=settings,
                             run_dir=tmp_path / "draft", progress=False).path  # fmt: skip
-    draft, tokenizer = load_policy(str(run_dir))
+    draft, tokenizer = load_policy(str(run_dir), device)
     assert draft.config.dim == 16 and tokenizer.vocab_size == TOKENIZER.vocab_size
     assert (run_dir / "samples.pt").is_file() and len((run_dir / "metrics.csv").read_text().splitlines()) == 3
     assert plainrl.evaluate(run_dir) == {"step": 2, "samples": 16}  # eval.json: how far the draft trained
