@@ -16,6 +16,10 @@ KL_t is estimated from the sampled token alone, with log r = log pi_ref(o_t) - l
     k1 = -log r      unbiased, can be negative
     k2 = (log r)^2 / 2     biased, non-negative
     k3 = r - 1 - log r     unbiased, non-negative (DeepSeek's choice)
+    k3_is = (pi / pi_old) k3    DeepSeek-V3.2's correction: as a loss, the gradient of KL(pi || pi_ref) itself
+As losses their expected gradients differ from their values' (docs/grpo.md): k1's is 0, k2's and k3_is's are
+the gradient of KL(pi || pi_ref), k3's that of the forward KL(pi_ref || pi). kl_in = "reward" instead subtracts
+beta sum_t KL_t from each completion's reward before the advantages (no KL term in the loss).
 Loss aggregation: "sequence_mean" (the original GRPO: mean over each completion's tokens, then over
 completions), "token_mean" (DAPO, arXiv 2503.14476: every token of the batch weighs the same),
 "constant" (Dr. GRPO, arXiv 2503.20783: sum over tokens divided by batch size x max_new_tokens, so neither
@@ -46,7 +50,8 @@ from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, load_p
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
 from plainrl.llm.tasks import make_task
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_ESTIMATORS = ("k1", "k2", "k3", "k3_is")
+KL_PLACES = ("loss", "reward")
 AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
 
 
@@ -64,7 +69,8 @@ class Config(PolicyConfig):
     adam_betas: tuple[float, ...] = (0.9, 0.99)
     weight_decay: float = 0.0
     beta: float = 0.04  # KL coefficient; 0 loads no reference model
-    kl_estimator: str = "k3"
+    kl_estimator: str = "k3"  # k1 | k2 | k3 | k3_is (DeepSeek-V3.2: k3 x pi / pi_old); see docs/grpo.md
+    kl_in: str = "loss"  # loss: beta KL_t in the loss (GRPO) | reward: beta sum_t KL_t subtracted from each reward
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
     loss_aggregation: str = "sequence_mean"
@@ -93,7 +99,11 @@ class Config(PolicyConfig):
         batch = self.prompts_per_step * self.group_size
         require(1 <= self.num_minibatches <= batch, f"num_minibatches = {self.num_minibatches} must be in [1, {batch}]")
         require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
-        require(self.kl_estimator in KL_ESTIMATORS, f"kl_estimator = {self.kl_estimator!r} is not one of k1, k2, k3")
+        require(
+            self.kl_estimator in KL_ESTIMATORS,
+            f"kl_estimator = {self.kl_estimator!r} is not one of {', '.join(KL_ESTIMATORS)}",
+        )
+        require(self.kl_in in KL_PLACES, f"kl_in = {self.kl_in!r} is not one of {', '.join(KL_PLACES)}")
         require(
             self.loss_aggregation in AGGREGATIONS,
             f"loss_aggregation = {self.loss_aggregation!r} is not one of {', '.join(AGGREGATIONS)}",
@@ -123,8 +133,14 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True)
     return centred.flatten()
 
 
-def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
-    """Per-token estimate of KL(pi || pi_ref) from log-probs of tokens sampled from pi (see the module doc)."""
+def kl_penalty(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str, old_logprobs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from log-probs of tokens sampled from pi_old (see the module doc).
+
+    k3_is (DeepSeek-V3.2, section 3.1) weighs k3 by pi / pi_old, gradient through both factors as the paper writes
+    it: as a loss, its expected gradient is then that of KL(pi || pi_ref), where k3's is that of KL(pi_ref || pi)
+    (docs/grpo.md derives both). old_logprobs: log pi_old (default: logprobs detached, ratio 1 with its gradient)."""
     log_ratio = ref_logprobs - logprobs  # log r = log pi_ref - log pi
     if estimator == "k1":
         return -log_ratio
@@ -132,6 +148,9 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
         return 0.5 * log_ratio**2
     if estimator == "k3":
         return torch.exp(log_ratio) - 1 - log_ratio
+    if estimator == "k3_is":
+        old = logprobs.detach() if old_logprobs is None else old_logprobs
+        return torch.exp(logprobs - old) * (torch.exp(log_ratio) - 1 - log_ratio)
     raise ConfigError(f"kl_estimator = {estimator!r} is not one of {', '.join(KL_ESTIMATORS)}")
 
 
@@ -165,7 +184,7 @@ def grpo_loss(
     per_token = -surrogate
     diagnostics: dict[str, torch.Tensor] = {}
     if beta > 0 and ref_logprobs is not None:
-        kl = kl_penalty(logprobs, ref_logprobs, kl_estimator)
+        kl = kl_penalty(logprobs, ref_logprobs, kl_estimator, old_logprobs)
         per_token = per_token + beta * kl
         diagnostics["kl"] = (kl * mask).sum().detach() / mask.sum().clamp(min=1)
     if aggregation == "sequence_mean":
@@ -225,12 +244,24 @@ def train(config: Config, run: Run) -> Any:
         generated_tokens = int(rollout.completion_mask.sum())
         rollout_seconds = time.perf_counter() - rollout_start
 
-        # 2. Rewards and group-relative advantages.
+        # 2. pi_old's and pi_ref's log-probs (fixed for the whole batch), rewards, group-relative advantages.
+        rows = torch.arange(len(examples), device=device)
+        with torch.no_grad():
+            old_logprobs = None
+            if config.num_iterations > 1:
+                old_logprobs = completion_logprobs_entropy(model, rollout, rows, config.temperature)[0]
+            ref_logprobs = None
+            if reference is not None:
+                ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
         scores = reward_set.score(
             prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
         )
-        advantages = group_advantages(scores.total, G, config.scale_rewards).to(device)
-        rows = torch.arange(len(examples), device=device)
+        rewards, reward_kl = scores.total, {}
+        if config.kl_in == "reward" and ref_logprobs is not None:  # r_i - beta sum_t KL_t, on the sampler's log-probs
+            token_kl = kl_penalty(rollout.logprobs, ref_logprobs, config.kl_estimator) * rollout.completion_mask
+            rewards = rewards - config.beta * token_kl.sum(dim=1).cpu()
+            reward_kl = {"kl": float(token_kl.sum() / rollout.completion_mask.sum().clamp(min=1))}
+        advantages = group_advantages(rewards, G, config.scale_rewards).to(device)
         loss_mask = rollout.completion_mask
         if config.drop_zero_variance_groups:  # masked, not removed: every rank keeps the same minibatch shapes
             varied = scores.total.view(-1, G).std(dim=1) > 0
@@ -244,14 +275,8 @@ def train(config: Config, run: Run) -> Any:
         update_start = time.perf_counter()
         totals: dict[str, float] = {}
         updates = 0
+        beta_in_loss = config.beta if config.kl_in == "loss" else 0.0
         if kept_rows > 0:
-            with torch.no_grad():  # pi_old and pi_ref, fixed for the whole batch
-                old_logprobs = None
-                if config.num_iterations > 1:
-                    old_logprobs = completion_logprobs_entropy(model, rollout, rows, config.temperature)[0]
-                ref_logprobs = None
-                if reference is not None:
-                    ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
             for _iteration in range(config.num_iterations):
                 order = torch.randperm(len(rows), generator=rng).to(device)
                 for chunk in order.tensor_split(config.num_minibatches):
@@ -265,7 +290,7 @@ def train(config: Config, run: Run) -> Any:
                     loss, diagnostics = grpo_loss(
                         logprobs, mb_old, advantages[mb_rows], mb_mask,
                         config.epsilon_low, config.epsilon_high, config.loss_aggregation, config.max_new_tokens,
-                        config.beta, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
+                        beta_in_loss, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
                         total_rows, total_tokens,
                     )  # fmt: skip
                     optimizer.zero_grad(set_to_none=True)
@@ -284,6 +309,7 @@ def train(config: Config, run: Run) -> Any:
         # 4. Log (reward parts, accuracy, KL, clipping, lengths, speed), evaluate, checkpoint.
         metrics = {
             **scores.metrics(),
+            **reward_kl,
             **{name: value / updates for name, value in totals.items()},
             "train_accuracy": sum(correct) / len(correct),
             "completion_length": generated_tokens / len(examples),
