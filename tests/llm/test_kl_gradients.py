@@ -62,6 +62,8 @@ def test_k3_is_has_the_value_of_k3_on_policy_and_a_ratio_gradient():
     (g3,) = torch.autograd.grad(k3.sum(), logp, retain_graph=True)
     (g3_is,) = torch.autograd.grad(k3_is.sum(), logp)
     torch.testing.assert_close(g3_is, g3 + k3.detach())  # d(ratio k3) = k3 d log pi + d k3 at ratio 1
+    (g2,) = torch.autograd.grad(kl_penalty(logp, ref, "k2").sum(), logp)
+    torch.testing.assert_close(g3_is, g2)  # on policy, sample by sample: k2's gradient (-log r d log pi)
 
 
 def test_kl_in_the_reward_leaves_the_loss_without_a_kl_term(tmp_path):
