@@ -256,14 +256,14 @@ def train(config: Config, run: Run) -> Any:
         scores = reward_set.score(
             prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
         )
-        rewards, reward_kl = scores.total, {}
+        rewards, kl_metrics = scores.total, {}
         if ref_logprobs is not None:  # the k1 estimate: unbiased for KL(pi || pi_ref) per token, the same in every run
             real = rollout.completion_mask
-            reward_kl["kl_k1"] = float(((rollout.logprobs - ref_logprobs) * real).sum() / real.sum().clamp(min=1))
+            kl_metrics["kl_k1"] = float(((rollout.logprobs - ref_logprobs) * real).sum() / real.sum().clamp(min=1))
         if config.kl_in == "reward" and ref_logprobs is not None:  # r_i - beta sum_t KL_t, on the sampler's log-probs
             token_kl = kl_penalty(rollout.logprobs, ref_logprobs, config.kl_estimator) * rollout.completion_mask
             rewards = rewards - config.beta * token_kl.sum(dim=1).cpu()
-            reward_kl["kl"] = float(token_kl.sum() / rollout.completion_mask.sum().clamp(min=1))
+            kl_metrics["kl"] = float(token_kl.sum() / rollout.completion_mask.sum().clamp(min=1))
         advantages = group_advantages(rewards, G, config.scale_rewards).to(device)
         loss_mask = rollout.completion_mask
         if config.drop_zero_variance_groups:  # masked, not removed: every rank keeps the same minibatch shapes
@@ -312,7 +312,7 @@ def train(config: Config, run: Run) -> Any:
         # 4. Log (reward parts, accuracy, KL, clipping, lengths, speed), evaluate, checkpoint.
         metrics = {
             **scores.metrics(),
-            **reward_kl,
+            **kl_metrics,
             **{name: value / updates for name, value in totals.items()},
             "train_accuracy": sum(correct) / len(correct),
             "completion_length": generated_tokens / len(examples),
