@@ -45,6 +45,7 @@ def generate(
     draft_k: int = 4,
     logits_hook: Any = None,
     shard: Shard | None = None,
+    check_every: int | None = None,
 ) -> Rollout:
     """Sample a completion for each prompt (token ids, e.g. tokenizer.prompt_ids(text)). See the module doc.
 
@@ -52,7 +53,10 @@ def generate(
     proposing draft_k tokens per forward of `model`; the log-probs are still `model`'s. logits_hook(t, logits),
     if given, sees the logits (B, V) each completion token t is drawn from (distill.py keeps the target's).
     shard: these prompts are rows [start, stop) of a batch shared by data-parallel ranks (sampling.sample_next).
-    An FSDP-sharded model is gathered whole for the call: ranks decode for different numbers of steps."""
+    An FSDP-sharded model is gathered whole for the call: ranks decode for different numbers of steps.
+    check_every: tokens between two looks (a host synchronisation) at whether every row is done; EOS is tracked on
+    the device meanwhile, and the steps past the last real token are cut, so the rollout is the same for any
+    value. Default: 8 on a GPU (a sync stalls its queue), 1 on the CPU (no stall; decoding past the end costs)."""
     with Gathered(model), torch.inference_mode():
         if draft is not None:
             return speculative_generate(model, draft, tokenizer, prompt_ids, params, draft_k, generator=generator)[0]
@@ -85,24 +89,23 @@ def generate(
         out_mask = torch.zeros((B, N), dtype=torch.bool, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         reasons = ["length"] * B
-        steps = 0
+        eos_at = torch.full((B,), -1, dtype=torch.long, device=device)  # the step a row emitted EOS (-1: none)
+        every = check_every or (8 if device.type == "cuda" else 1)
         for t in range(N):
             if logits_hook is not None:
                 logits_hook(t, logits)
             tokens, logprobs = sample_next(logits, params, generator, shard)
             tokens = tokens.masked_fill(done, tokenizer.pad_id)
             out_ids[:, t], out_logprobs[:, t], out_mask[:, t] = tokens, logprobs.masked_fill(done, 0.0), ~done
-            steps = t + 1
             hit_eos = torch.isin(tokens, eos) & ~done
-            for row in hit_eos.nonzero().flatten().tolist():
-                reasons[row] = "eos"
+            eos_at = torch.where(hit_eos, t, eos_at)
             done |= hit_eos
             if params.stop_strings:
                 for row in (~done).nonzero().flatten().tolist():
                     tail = tokenizer.decode(out_ids[row, max(0, t + 1 - stop_window) : t + 1].tolist())
                     if any(stop in tail for stop in params.stop_strings):
                         done[row], reasons[row] = True, "stop"
-            if t == N - 1 or bool(done.all()):
+            if t == N - 1 or (((t + 1) % every == 0 or params.stop_strings) and bool(done.all())):
                 break
             key_mask[:, P + t] = True
             logits = model(
@@ -110,7 +113,10 @@ def generate(
             )[:, -1]
             next_position = next_position + 1
 
+        steps = int(out_mask.any(dim=0).nonzero().max()) + 1  # up to the last real token: the same for any check_every
         out_ids, out_logprobs, out_mask = out_ids[:, :steps], out_logprobs[:, :steps], out_mask[:, :steps]
+        for row in (eos_at >= 0).nonzero().flatten().tolist():
+            reasons[row] = "eos"
         texts = [
             cut_at_stop(tokenizer.decode(out_ids[row][out_mask[row]].tolist()), params.stop_strings) for row in range(B)
         ]

@@ -129,3 +129,20 @@ def test_same_generator_seed_same_samples(device):
     a = generate(model, TOKENIZER, PROMPTS, params, torch.Generator(device).manual_seed(3))
     b = generate(model, TOKENIZER, PROMPTS, params, torch.Generator(device).manual_seed(3))
     assert torch.equal(a.completion_ids, b.completion_ids)
+
+
+def test_looking_for_finished_rows_every_8_tokens_gives_the_same_rollout(device):
+    model = tiny_model(device=device)
+    for params in (SamplingParams(max_new_tokens=12, temperature=1.0), SamplingParams(max_new_tokens=12, greedy=True)):
+        first = generate(model, TOKENIZER, PROMPTS, params, torch.Generator(device).manual_seed(4))
+        tokenizer = CharTokenizer()
+        tokenizer.eos_ids = tuple(set(first.completion_ids[:, 2].tolist()))  # every row ends by its 3rd token
+        each, eighth = (
+            generate(model, tokenizer, PROMPTS, params, torch.Generator(device).manual_seed(4), check_every=every)
+            for every in (1, 8)
+        )
+        assert set(each.finish_reasons) == {"eos"} and each.completion_ids.shape[1] <= 3  # all done early
+        assert torch.equal(each.completion_ids, eighth.completion_ids)
+        assert torch.equal(each.completion_mask, eighth.completion_mask)
+        torch.testing.assert_close(each.logprobs, eighth.logprobs, atol=0, rtol=0)
+        assert each.texts == eighth.texts and each.finish_reasons == eighth.finish_reasons
