@@ -153,27 +153,28 @@ def main() -> None:
         print("-> docs/gpu.md")
 
 
+def table(title: str, result: dict[str, Any], header: list[str], cells: Any) -> list[str]:
+    """A section of docs/gpu.md: a table with one row per key of `result` (cells(key, value) -> its cells), or the
+    error the step ended with."""
+    lines = [f"## {title}", ""]
+    if "error" in result:
+        return [*lines, f"`{result['error']}`", ""]
+    rows = [f"| {' | '.join(cells(key, value))} |" for key, value in result.items()]
+    return [*lines, f"| {' | '.join(header)} |", "|" + " --- |" * len(header), *rows, ""]
+
+
 def gpu_page(report: dict[str, Any]) -> str:
     """docs/gpu.md: what this script measured, as tables (a step that failed shows its error)."""
-    lines = ["# plainrl on a GPU", "", f"`bash benchmarks/gpu_check.sh`, {time.strftime('%Y-%m-%d')}.", ""]
     tests = report.get("tests", {})
-    lines += ["## `pytest --device cuda`", "", f"`{tests.get('summary') or tests.get('error')}`", ""]
-    lines += ["## Decoding, tokens/s (SmolLM2-shaped Llama, random weights, 64 new tokens, greedy)", ""]
-    decode = report.get("decode", {})
-    if "error" in decode:
-        lines += [f"`{decode['error']}`", ""]
-    else:
-        lines += ["| batch | plainrl eager | transformers generate |", "| --- | --- | --- |"]
-        lines += [f"| {b} | {r['plainrl_eager']:.0f} | {r['transformers']:.0f} |" for b, r in decode.items()]
-        lines += [""]
-    lines += ["## GRPO seconds per step (built-in model at SmolLM2's shape, 8 prompts x 8, 64 new tokens)", ""]
-    grpo = report.get("grpo", {})
-    if "error" in grpo:
-        lines += [f"`{grpo['error']}`", ""]
-    else:
-        lines += ["| dtype | rollout s | update s |", "| --- | --- | --- |"]
-        lines += [f"| {d} | {r['rollout_seconds']:.2f} | {r['update_seconds']:.2f} |" for d, r in grpo.items()]
-    return "\n".join(lines) + "\n"
+    lines = ["# plainrl on a GPU", "", f"`bash benchmarks/gpu_check.sh`, {time.strftime('%Y-%m-%d')}.", "",
+             "## `pytest --device cuda`", "", f"`{tests.get('summary') or tests.get('error')}`", ""]  # fmt: skip
+    lines += table("Decoding, tokens/s (SmolLM2-shaped Llama, random weights, 64 new tokens, greedy)",
+                   report.get("decode", {}), ["batch", "plainrl eager", "transformers generate"],
+                   lambda b, r: [b, f"{r['plainrl_eager']:.0f}", f"{r['transformers']:.0f}"])  # fmt: skip
+    lines += table("GRPO seconds per step (built-in model at SmolLM2's shape, 8 prompts x 8, 64 new tokens)",
+                   report.get("grpo", {}), ["dtype", "rollout s", "update s"],
+                   lambda d, r: [d, f"{r['rollout_seconds']:.2f}", f"{r['update_seconds']:.2f}"])  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

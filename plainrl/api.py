@@ -144,8 +144,9 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
     """Everything that can be checked before a run folder is touched: env and spaces, or task and model; device;
     that the algorithm trains data-parallel when torchrun launched several processes."""
     world = distributed.world()
-    if world.size > 1 and not getattr(module, "DATA_PARALLEL", False):
-        parallel = ", ".join(n for n in ALGORITHMS if getattr(load_algorithm(n), "DATA_PARALLEL", False))
+    sharded: str | None = getattr(module, "SHARDED_BATCH", None)  # the config field each rank takes 1 / N of
+    if world.size > 1 and sharded is None:
+        parallel = ", ".join(n for n in ALGORITHMS if hasattr(load_algorithm(n), "SHARDED_BATCH"))
         raise ConfigError(
             f"{name} trains in one process; under torchrun ({world.size} processes) train one of: {parallel}"
         )
@@ -153,8 +154,10 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
         raise ConfigError(
             "fsdp = true shards the model over several processes: launch with torchrun --nproc_per_node N"
         )
-    if world.size > 1 and getattr(module, "check_world", None):
-        module.check_world(config, world)
+    if world.size > 1 and sharded is not None:
+        world.shard(getattr(config, sharded), sharded)  # one error line when N does not divide it
+        if hasattr(module, "check_world"):
+            module.check_world(config, world)
     if isinstance(config, EnvConfig):
         env = make_env(config.env)
         check_spaces(name, module, env)

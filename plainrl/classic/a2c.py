@@ -78,11 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-DATA_PARALLEL = True  # runs under torchrun (kit/distributed.py)
-
-
-def check_world(config: Config, world: distributed.World) -> None:
-    world.shard(config.num_envs, "num_envs")
+SHARDED_BATCH = "num_envs"  # under torchrun each rank steps num_envs / N of the envs (kit/distributed.py)
 
 
 def build_agent(config: Config, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:

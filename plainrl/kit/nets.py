@@ -175,7 +175,7 @@ class ActorCritic(nn.Module):
         [start, stop) of all ranks' envs: the noise of all rows is drawn (sampling a zero-padded batch) and this
         rank's kept, so an env's actions do not depend on the number of ranks."""
         output = self.policy_output(torch.as_tensor(obs, device=self.device))
-        if shard is None:
+        if shard is None or shard.total == len(output):  # all the rows: nothing to pad (one process)
             actions = self.head.sample(output)
         else:
             padded = output.new_zeros((shard.total, *output.shape[1:]))

@@ -36,11 +36,10 @@ class RunningMeanStd(nn.Module):
     def update(self, batch: torch.Tensor) -> None:
         """Merge the statistics of `batch` (B, *shape) (all ranks' batches, under torchrun)."""
         batch = batch.to(torch.float64)
-        batch_mean, batch_var, batch_count = batch.mean(0), batch.var(0, unbiased=False), float(batch.shape[0])
-        if world().size > 1:  # the mean and variance of all ranks' batches together
-            sums = world().sum(torch.stack([torch.full_like(batch_mean, batch_count), batch.sum(0), (batch**2).sum(0)]))
-            batch_count, batch_mean = float(sums[0].flatten()[0]), sums[1] / sums[0]
-            batch_var = sums[2] / sums[0] - batch_mean**2
+        # Count, sum and sum of squares of the batch (on all ranks: a sum over them), then its mean and variance.
+        sums = world().sum(torch.stack([torch.full_like(batch[0], batch.shape[0]), batch.sum(0), (batch**2).sum(0)]))
+        batch_count, batch_mean = float(sums[0].flatten()[0]), sums[1] / sums[0]
+        batch_var = (sums[2] / sums[0] - batch_mean**2).clamp(min=0)  # rounding can dip below 0
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean += delta * batch_count / total

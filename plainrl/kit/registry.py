@@ -4,6 +4,10 @@ imported by name only when used, so the kit (and the CLI) never import an algori
 Every module provides `Config` (a dataclass), `PRESETS` ({env id or task: {field: value}}) and `train(config, run)`,
 which seeds, builds, restores a resumed run's state, trains and returns what it trained.
 
+Any module may provide, to train data-parallel under torchrun (kit/distributed.py; without it: refused there)
+    SHARDED_BATCH       the config field holding the global batch that each of N ranks takes 1 / N of
+    check_world(config, world)   further checks of a config against the number of processes
+
 Env-track modules (Config subclasses kit.config.EnvConfig: classic and tabular) also provide
     ACTION_SPACES   the gymnasium space class names it handles, e.g. ("Discrete", "Box")
     build_agent(config, observation_space, action_space) -> an nn.Module with act(obs, deterministic)

@@ -82,12 +82,7 @@ class Config(TaskConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
-DATA_PARALLEL = True  # runs under torchrun: each rank takes batch_size / N samples of every batch
-
-
-def check_world(config: Config, world: distributed.World) -> None:
-    world.shard(config.batch_size, "batch_size")
-    require(not config.fsdp, "fsdp = true: distill-draft trains a small draft, copied on every rank (fsdp = false)")
+SHARDED_BATCH = "batch_size"  # under torchrun each rank takes batch_size / N samples of every batch
 
 
 def draft_config(config: Config, vocab_size: int) -> ModelConfig:
@@ -105,6 +100,7 @@ def build_policy(config: Config, device: torch.device | str) -> tuple[Transforme
 def check(config: Config) -> None:
     """Before the run folder exists: the draft's width fits the target's vocabulary (the PCA start projects the
     target's (V, D) embedding on `draft_dim` principal directions, so draft_dim <= V and <= D)."""
+    require(not config.fsdp, "fsdp = true: distill-draft trains a small draft, copied on every rank (fsdp = false)")
     vocab_size = load_tokenizer(config.model).vocab_size
     require(
         config.draft_dim <= vocab_size,

@@ -65,11 +65,7 @@ class Config(PreferenceConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
-DATA_PARALLEL = True  # runs under torchrun: each rank takes batch_size / N pairs of every batch
-
-
-def check_world(config: Config, world: distributed.World) -> None:
-    world.shard(config.batch_size, "batch_size")
+SHARDED_BATCH = "batch_size"  # under torchrun each rank takes batch_size / N pairs of every batch
 
 
 def dpo_loss(

@@ -112,13 +112,12 @@ class Config(PolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
-DATA_PARALLEL = True  # runs under torchrun (kit/distributed.py)
+SHARDED_BATCH = "prompts_per_step"  # under torchrun each rank takes prompts_per_step / N whole groups
 
 
 def check_world(config: Config, world: World) -> None:
-    """Every rank takes whole groups, and enough rows for its num_minibatches."""
-    shard = world.shard(config.prompts_per_step, "prompts_per_step")
-    rows = (shard.stop - shard.start) * config.group_size
+    """Enough completions on every rank for its num_minibatches."""
+    rows = config.prompts_per_step // world.size * config.group_size
     require(config.num_minibatches <= rows, f"num_minibatches = {config.num_minibatches} must be <= the {rows} "
             f"completions each of the {world.size} processes holds")  # fmt: skip
 

@@ -89,13 +89,14 @@ class Config(PolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
-DATA_PARALLEL = True  # runs under torchrun: each rank takes prompts_per_step / N prompts
+SHARDED_BATCH = "prompts_per_step"  # under torchrun each rank takes prompts_per_step / N prompts
 
 
 def check_world(config: Config, world: World) -> None:
-    shard = world.shard(config.prompts_per_step, "prompts_per_step")
-    require(config.num_minibatches <= shard.stop - shard.start, f"num_minibatches = {config.num_minibatches} must be "
-            f"<= the {shard.stop - shard.start} prompts each of the {world.size} processes holds")  # fmt: skip
+    """Enough prompts on every rank for its num_minibatches."""
+    per_rank = config.prompts_per_step // world.size
+    require(config.num_minibatches <= per_rank, f"num_minibatches = {config.num_minibatches} must be "
+            f"<= the {per_rank} prompts each of the {world.size} processes holds")  # fmt: skip
 
 
 # ----- the pieces of the objective ---------------------------------------------------------------------------------

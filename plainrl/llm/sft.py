@@ -71,11 +71,7 @@ class Config(PolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
-DATA_PARALLEL = True  # runs under torchrun: each rank takes batch_size / N examples of every micro-batch
-
-
-def check_world(config: Config, world: distributed.World) -> None:
-    world.shard(config.batch_size, "batch_size")
+SHARDED_BATCH = "batch_size"  # under torchrun each rank takes batch_size / N examples of every micro-batch
 
 
 def learning_rate_at(step: int, config: Config) -> float:

@@ -100,9 +100,13 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_skips_cached_forwar
         model(tokens).float().logsumexp(-1).sum().backward()
         return [p.grad.clone() for p in model.parameters()]
 
+    calls = []
+    model.layers[0].register_forward_pre_hook(lambda *_: calls.append(1))
     plain = gradients()
+    assert len(calls) == 1
     model.set_gradient_checkpointing(True)
     recomputed = gradients()
+    assert len(calls) == 3  # the block ran again in backward: it was checkpointed
     for a, b in zip(plain, recomputed, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     cache = model.new_cache(3, 10)  # decoding with a cache is never checkpointed (nothing to recompute for)

@@ -53,10 +53,12 @@ def test_a_bfloat16_grpo_run_with_a_reference_trains(tmp_path):
 
 
 def test_a_grpo_run_with_gradient_checkpointing_reaches_the_same_weights(tmp_path):
-    weights = []
+    weights, flags = [], []
     for on in (False, True):
         run = plainrl.train("grpo", task="arithmetic", total_steps=2, prompts_per_step=2, group_size=4,
                             max_new_tokens=6, beta=0.1, eval_every=0, eval_n=4, gradient_checkpointing=on,
-                            device="cpu", run_dir=tmp_path / str(on), progress=False)  # fmt: skip
+                            device="cpu", run_dir=tmp_path / str(on), progress=False,
+                            callbacks=[lambda step, model: flags.append(model.gradient_checkpointing)])  # fmt: skip
         weights.append(load_checkpoint_file(run.path)["model"])
     assert max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0]) <= 1e-5
+    assert flags == [False, False, True, True]  # the second run's policy really was checkpointed
