@@ -1,12 +1,12 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    set up, then train PPO on CartPole-v1 (the embedded default), evaluate it, leave a run folder
-#   make test   set up, then lint, type-check and run the whole test suite (what CI runs)
+#   make test   set up, then lint, type-check, build the docs site and run the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench llm bench-llm clean
+.PHONY: setup run test lint docs format bench llm bench-llm clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# the documentation site (mkdocs.yml) into build/site/; --strict: a broken link, image or docstring reference fails
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	$(BIN)/pytest -n 2 -q
 
 format: $(STAMP)

@@ -8,7 +8,8 @@
         logprob_t = log softmax(logits / temperature)[token_t]      (before the top-k / top-p cut: the policy's
                                                                      log-prob, the one a teacher-forced forward gives)
         a row is done after EOS, after a stop string, or at max_new_tokens; done rows emit padding, masked out
-        decode: one forward of the B new tokens against the cache
+        decode: one forward of the B new tokens against the cache; on a GPU with the built-in model a fixed-shape
+                forward replayed as a CUDA graph (graphs.py)
 
 Works with any model offering the interface in model.py (the built-in Transformer, hf.HFCausalLM) and any
 tokenizer offering tokenizer.py's interface. generate(..., draft=small_model) hands the work to speculative.py.
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from plainrl.kit.distributed import Gathered, Shard, fsdp_modules
+from plainrl.llm.graphs import StepGraph, decode_mode
 from plainrl.llm.model import Transformer
 from plainrl.llm.sampling import (
     Rollout,
@@ -46,6 +48,7 @@ def generate(
     logits_hook: Any = None,
     shard: Shard | None = None,
     check_every: int | None = None,
+    decode: str = "auto",
 ) -> Rollout:
     """Sample a completion for each prompt (token ids, e.g. tokenizer.prompt_ids(text)). See the module doc.
 
@@ -56,11 +59,17 @@ def generate(
     An FSDP-sharded model is gathered whole for the call: ranks decode for different numbers of steps.
     check_every: tokens between two looks (a host synchronisation) at whether every row is done; EOS is tracked on
     the device meanwhile, and the steps past the last real token are cut, so the rollout is the same for any
-    value. Default: 8 on a GPU (a sync stalls its queue), 1 on the CPU (no stall; decoding past the end costs)."""
+    value. Default: 8 on a GPU (a sync stalls its queue), 1 on the CPU (no stall; decoding past the end costs).
+    decode: "dynamic" (attention over the filled cache slots), "static" (the built-in model's fixed-shape forward),
+    "graph" (that forward as a CUDA graph); "auto": graph for the built-in model on a GPU, else dynamic. All give
+    the same tokens."""
     with Gathered(model), torch.inference_mode():
         if draft is not None:
-            return speculative_generate(model, draft, tokenizer, prompt_ids, params, draft_k, generator=generator)[0]
+            return speculative_generate(
+                model, draft, tokenizer, prompt_ids, params, draft_k, generator=generator, decode=decode
+            )[0]
         device = next(model.parameters()).device
+        decode = decode_mode(decode, model, device)
         ids, mask = pad_sequences(prompt_ids, tokenizer.pad_id, "left", device)
         B, P = ids.shape
         N = params.max_new_tokens
@@ -83,6 +92,13 @@ def generate(
         if len(first) < B:
             cache = cache.select(copies)
         next_position = positions[:, -1:] + 1  # (B, 1)
+        if decode != "dynamic":  # the step's inputs in fixed buffers: the token, its position and cache slot
+            step_tokens = torch.zeros((B, 1), dtype=torch.long, device=device)
+            slot = torch.full((1,), P, dtype=torch.long, device=device)
+            step = StepGraph(
+                lambda: model(step_tokens, next_position, key_mask, cache, last_only=True, slots=slot)[:, -1],
+                capture=decode == "graph",
+            )
 
         out_ids = torch.full((B, N), tokenizer.pad_id, dtype=torch.long, device=device)
         out_logprobs = torch.zeros((B, N), device=device)
@@ -108,10 +124,15 @@ def generate(
             if t == N - 1 or (((t + 1) % every == 0 or params.stop_strings) and bool(done.all())):
                 break
             key_mask[:, P + t] = True
-            logits = model(
-                tokens[:, None], next_position, key_mask[:, : P + t + 1] if padded else None, cache, last_only=True
-            )[:, -1]
-            next_position = next_position + 1
+            if decode == "dynamic":
+                logits = model(
+                    tokens[:, None], next_position, key_mask[:, : P + t + 1] if padded else None, cache, last_only=True
+                )[:, -1]
+            else:
+                step_tokens.copy_(tokens[:, None])
+                logits = step().clone()  # the graph's output tensor is overwritten by the next replay
+                slot += 1
+            next_position += 1
 
         steps = int(out_mask.any(dim=0).nonzero().max()) + 1  # up to the last real token: the same for any check_every
         out_ids, out_logprobs, out_mask = out_ids[:, :steps], out_logprobs[:, :steps], out_mask[:, :steps]

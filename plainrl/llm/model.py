@@ -18,6 +18,13 @@ The interface every policy model offers (hf.py wraps other Hugging Face models i
         key_mask  (B, S) True where a key slot holds a real token, S = tokens in the cache + T; default all True
         cache     model.new_cache(batch_size, max_len) or None; the new keys and values are appended to it
         last_only logits of the last position only, (B, 1, V): what decoding needs, at a fraction of the cost
+
+The built-in model also decodes with fixed shapes, which is what a CUDA graph needs (graphs.py):
+
+    logits = model(tokens, positions, key_mask, cache, last_only, slots=slots)
+        slots     (T,) a device tensor: the cache slots the T tokens are written to; key_mask is then (B, max_len)
+                  over the whole cache and attention reads all of it (masked), so no shape depends on the step.
+                  cache.length is left to the caller: a replayed graph runs kernels, not Python.
 """
 
 from __future__ import annotations
@@ -104,6 +111,12 @@ class KVCache:
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Write k, v (B, n_kv, T, d) into the slots `slots` (T,); return the whole cache (B, n_kv, max_len, d)."""
+        self.keys[layer].index_copy_(2, slots, k)
+        self.values[layer].index_copy_(2, slots, v)
+        return self.keys[layer], self.values[layer]
+
     def select(self, rows: torch.Tensor, max_len: int | None = None) -> KVCache:
         """A cache whose row i is this cache's row rows[i] (with room for max_len tokens, default the same): one
         prefill of a prompt serves all its copies. Differentiable: gradients reach the rows it copied."""
@@ -137,13 +150,16 @@ class Attention(nn.Module):
         sin: torch.Tensor,
         mask: torch.Tensor | None,
         cache: KVCache | None,
+        slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, H_kv, T, d)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:
+        if cache is not None and slots is not None:  # fixed shapes: the whole cache, the mask says which count
+            k, v = cache.write(self.layer_index, slots, k, v)  # (B, H_kv, max_len, d)
+        elif cache is not None:
             k, v = cache.append(self.layer_index, k, v)  # (B, H_kv, S, d): the past and these T tokens
         # softmax(q k^T / sqrt(d) + mask) v; mask None means plain causal over these T tokens. With GQA each
         # key/value head serves n_heads / n_kv_heads consecutive query heads (enable_gqa: without copying k, v).
@@ -175,8 +191,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, mask, cache):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+    def forward(self, x, cos, sin, mask, cache, slots=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, slots)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -222,9 +238,10 @@ class Transformer(nn.Module):
         key_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         last_only: bool = False,
+        slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V), or (B, 1, V) with last_only. See the module docstring for the arguments."""
-        hidden = self.hidden_states(tokens, positions, key_mask, cache)
+        hidden = self.hidden_states(tokens, positions, key_mask, cache, slots)
         return self.lm_head(hidden[:, -1:] if last_only else hidden)
 
     def hidden_states(
@@ -233,9 +250,12 @@ class Transformer(nn.Module):
         positions: torch.Tensor | None = None,
         key_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The final normalised hidden states (B, T, dim): what lm_head reads, and what scalar heads
         (reward model, value function) read."""
+        if slots is not None:
+            return self.fixed_shape_hidden_states(tokens, positions, key_mask, cache, slots)
         B, T = tokens.shape
         past = cache.length if cache is not None else 0
         if positions is None:
@@ -252,6 +272,18 @@ class Transformer(nn.Module):
                 x = layer(x, cos, sin, mask, cache)
         if cache is not None:
             cache.length += T
+        return self.norm(x)
+
+    def fixed_shape_hidden_states(self, tokens, positions, key_mask, cache, slots) -> torch.Tensor:
+        """hidden_states with the tokens written to cache slots `slots` (T,) and attention over the whole cache:
+        query i sees slot j if key_mask[b, j] (B, max_len) and j <= slots[i] (and always itself)."""
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, self.embed_tokens.weight.dtype)
+        all_slots = torch.arange(cache.max_len, device=tokens.device)
+        causal = all_slots[None, :] <= slots[:, None]  # (T, max_len)
+        mask = (key_mask[:, None, :] & causal) | (all_slots[None, :] == slots[:, None])  # (B, T, max_len)
+        x = self.embed_tokens(tokens)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask[:, None], cache, slots)
         return self.norm(x)
 
 

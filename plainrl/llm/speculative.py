@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from plainrl.kit.errors import PlainRLError
+from plainrl.llm.graphs import StepGraph, decode_mode
 from plainrl.llm.sampling import Rollout, SamplingParams, cut_at_stop, filter_logits, pad_sequences
 
 
@@ -97,19 +98,39 @@ def truncate(cache: Any, length: int) -> None:
 
 
 class Cached:
-    """A model with its KV cache and which of the cache's slots hold real tokens, row by row."""
+    """A model with its KV cache and which of the cache's slots hold real tokens, row by row. decode (graphs.py):
+    "dynamic" attends over the filled slots; "static" and "graph" run the fixed-shape forward, one StepGraph per
+    number of tokens T (the draft's steps: T = 1 or 2; the verify pass: T = K + 1)."""
 
-    def __init__(self, model: Any, batch_size: int, max_len: int, device: torch.device) -> None:
+    def __init__(self, model: Any, batch_size: int, max_len: int, device: torch.device, decode: str) -> None:
         self.model = model
         self.cache = model.new_cache(batch_size, max_len)
         self.real = torch.zeros((batch_size, max_len), dtype=torch.bool, device=device)
+        self.decode = decode_mode(decode, model, device)
+        self.steps: dict[tuple[int, bool], tuple[StepGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, real: torch.Tensor, last_only: bool):
         """Logits of `tokens` (B, T) at `positions`; `real` (B, T) False for padding and placeholders."""
         start, end = self.cache.length, self.cache.length + tokens.shape[1]
         self.real[:, start:end] = real
-        key_mask = self.real[:, :end]
-        return self.model(tokens, positions, None if bool(key_mask.all()) else key_mask, self.cache, last_only)
+        if self.decode == "dynamic":
+            key_mask = self.real[:, :end]
+            return self.model(tokens, positions, None if bool(key_mask.all()) else key_mask, self.cache, last_only)
+        shape = (tokens.shape[1], last_only)
+        if shape not in self.steps:
+            step_tokens, step_positions = torch.zeros_like(tokens), torch.zeros_like(positions)
+            slots = torch.zeros(tokens.shape[1], dtype=torch.long, device=tokens.device)
+            step = StepGraph(
+                lambda: self.model(step_tokens, step_positions, self.real, self.cache, last_only, slots=slots),
+                capture=self.decode == "graph",
+            )
+            self.steps[shape] = (step, step_tokens, step_positions, slots)
+        step, step_tokens, step_positions, slots = self.steps[shape]
+        step_tokens.copy_(tokens)
+        step_positions.copy_(positions)
+        slots.copy_(torch.arange(start, end, device=tokens.device))
+        self.cache.length = end  # the fixed-shape forward leaves the length to its caller
+        return step().clone()  # a graph's output tensor is overwritten by its next replay
 
     def keep(self, start: int, keep: torch.Tensor) -> None:
         """Of the slots from `start` on, keep those where `keep` (B, T) is True; drop the trailing unused slots."""
@@ -134,8 +155,10 @@ def speculative_generate(
     k: int = 4,
     adaptive: bool = False,
     generator: torch.Generator | None = None,
+    decode: str = "auto",
 ) -> tuple[Rollout, SpeculativeStats]:
-    """Completions distributed as generate(target, ...)'s, with the draft proposing k tokens per target forward."""
+    """Completions distributed as generate(target, ...)'s, with the draft proposing k tokens per target forward.
+    decode: as generate()'s, for each model (auto: CUDA graphs for built-in models on a GPU)."""
     if k < 1:
         raise PlainRLError(f"k = {k} draft tokens must be >= 1")
     if draft.vocab_size != target.vocab_size:
@@ -151,7 +174,7 @@ def speculative_generate(
     # Each round writes at most k+1 slots and gives every unfinished row at least one token; with one row the
     # caches hold the sequence exactly, with more a row's rejected slots may stay behind as holes.
     max_len = P + (N + k + 2 if B == 1 else N * (k + 1) + 2)
-    tgt, drf = Cached(target, B, max_len, device), Cached(draft, B, max_len, device)
+    tgt, drf = Cached(target, B, max_len, device, decode), Cached(draft, B, max_len, device, decode)
     length = mask.sum(dim=1)  # (B,) real tokens so far: the last one, `pending`, is in neither cache yet
     if P > 1:  # prefill with all but the last prompt column (left padding: the last column is always real)
         positions = (mask[:, :-1].long().cumsum(dim=1) - 1).clamp(min=0)

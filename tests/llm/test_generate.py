@@ -1,6 +1,7 @@
 """The rollout engine: log-probs equal a teacher-forced forward, padding, stops, sampling filters.
 Tests taking `device` run where `pytest --device` says (tests/conftest.py)."""
 
+import pytest
 import torch
 
 from plainrl.llm.generate import (
@@ -146,3 +147,29 @@ def test_looking_for_finished_rows_every_8_tokens_gives_the_same_rollout(device)
         assert torch.equal(each.completion_mask, eighth.completion_mask)
         torch.testing.assert_close(each.logprobs, eighth.logprobs, atol=0, rtol=0)
         assert each.texts == eighth.texts and each.finish_reasons == eighth.finish_reasons
+
+
+def test_fixed_shape_decoding_and_its_cuda_graph_give_the_tokens_of_dynamic_decoding(device):
+    """decode="static" (and "graph" on a GPU, which replays the same fixed-shape step) equals decoding over the
+    filled slots: greedy token for token; sampling with the same generator the same tokens, log-probs to rounding.
+    Prompts of unequal length (left padding, masked keys) and repeated prompts (a prefill copied to rows)."""
+    model = tiny_model(device=device)
+    prompts = PROMPTS + PROMPTS[:2]
+    modes = ["static"] + (["graph"] if device.type == "cuda" else [])
+    for params in (SamplingParams(max_new_tokens=12, greedy=True), SamplingParams(max_new_tokens=12, temperature=1.0)):
+        want = generate(model, TOKENIZER, prompts, params, torch.Generator(device).manual_seed(5), decode="dynamic")
+        assert want.completion_mask.sum() > 30  # most rows decode past a few tokens
+        for mode in modes:
+            got = generate(model, TOKENIZER, prompts, params, torch.Generator(device).manual_seed(5), decode=mode)
+            assert torch.equal(got.completion_ids, want.completion_ids), mode
+            assert torch.equal(got.completion_mask, want.completion_mask), mode
+            torch.testing.assert_close(got.logprobs, want.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_a_decode_mode_that_cannot_run_is_one_clear_error():
+    from plainrl.kit.errors import ConfigError
+
+    model = tiny_model()
+    for mode, message in (("fast", "is not one of auto, dynamic, static, graph"), ("graph", "needs a CUDA device")):
+        with pytest.raises(ConfigError, match=message):
+            generate(model, TOKENIZER, PROMPTS, SamplingParams(max_new_tokens=2), decode=mode)

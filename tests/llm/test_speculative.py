@@ -71,6 +71,26 @@ def test_greedy_equals_the_targets_greedy_output(draft_name, k):
         assert 0.2 < stats.acceptance_rate < 1.0  # both the accept and the reject paths ran
 
 
+def test_fixed_shape_decoding_and_its_cuda_graphs_give_the_tokens_of_dynamic_decoding(device):
+    """decode="static" (and "graph" on a GPU): the draft's steps and the K+1-token verify pass with fixed shapes,
+    rejected slots masked instead of cut, give the same tokens as dynamic decoding, greedy and sampled."""
+    modes = ["static"] + (["graph"] if device.type == "cuda" else [])
+    for params in (SamplingParams(max_new_tokens=20, greedy=True), SamplingParams(max_new_tokens=20, temperature=1.0)):
+
+        def run(mode: str, params: SamplingParams = params):
+            generator = torch.Generator(device).manual_seed(7)  # K = 3, then fewer near max_new_tokens: 3 shapes
+            return speculative_generate(TARGET, DRAFTS["close"], TOKENIZER, PROMPTS, params, 3, generator=generator,
+                                        decode=mode)  # fmt: skip
+
+        want, want_stats = run("dynamic")
+        assert 0.2 < want_stats.acceptance_rate < 1.0  # rounds with rejections: slots masked and rewritten
+        for mode in modes:
+            got, stats = run(mode)
+            assert got.completion_ids.tolist() == want.completion_ids.tolist(), mode
+            assert got.finish_reasons == want.finish_reasons and stats.accepted == want_stats.accepted
+            torch.testing.assert_close(got.logprobs, want.logprobs, atol=1e-5, rtol=1e-5)
+
+
 def test_greedy_with_eos_stop_strings_and_adaptive_k():
     tokens = generate(TARGET, TOKENIZER, PROMPTS[:1], SamplingParams(max_new_tokens=12, greedy=True))
     tokens = tokens.completion_ids[0].tolist()
