@@ -166,9 +166,9 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
         env.close()
     else:
         from plainrl.llm.policies import check_model_spec, load_tokenizer
-        from plainrl.llm.tasks import check_alphabet, make_task
+        from plainrl.llm.tasks import check_alphabet
 
-        task = make_task(config.task)  # type: ignore[attr-defined]
+        task = config.make_task()  # type: ignore[attr-defined]
         check_model_spec(config.model)  # type: ignore[attr-defined]
         check_alphabet(task, load_tokenizer(config.model), config.task)  # type: ignore[attr-defined]
         if hasattr(module, "check"):
@@ -226,6 +226,22 @@ def load(path: str | Path, device: str | None = None) -> Any:
     from plainrl.llm.policies import Policy, load_run_policy
 
     return Policy(*load_run_policy(Path(path), target), spec=str(path))
+
+
+def export(path: str | Path, out: str | Path, merge_lora: bool = False) -> Path:
+    """Write an LLM run's policy in Hugging Face format to `out` (plainrl/llm/export.py): a save_pretrained folder
+    that transformers.AutoModelForCausalLM.from_pretrained loads; a LoRA run as a PEFT adapter folder on its base
+    model, or merged into it with `merge_lora`. Returns `out`."""
+    from plainrl.llm import export as hf_export
+    from plainrl.llm.hf import smollm2_folder
+    from plainrl.llm.policies import load_run_policy
+
+    name, module, config = load_run(path)
+    if isinstance(config, EnvConfig) or hasattr(module, "load_trained"):
+        raise ConfigError(f"{str(path)!r} is a {name} run; export takes the runs of language-model policies")
+    model, tokenizer = load_run_policy(Path(path), "cpu")
+    base = str(smollm2_folder()) if config.model == "smollm2-135m" else config.model  # type: ignore[attr-defined]
+    return hf_export.export_policy(model, tokenizer, base, Path(out), merge_lora)
 
 
 def evaluate(path: str | Path, episodes: int = 20, video: bool = False, n: int | None = None) -> dict[str, Any]:

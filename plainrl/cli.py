@@ -128,6 +128,24 @@ def eval_(
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="An LLM run folder.")],
+    out: Annotated[Path, typer.Option(help="The folder to write (Hugging Face save_pretrained format).")],
+    merge_lora: Annotated[
+        bool, typer.Option(help="A LoRA run: merge the adapters into the base weights instead of a PEFT adapter.")
+    ] = False,
+) -> None:
+    """Export an LLM run's policy for transformers (and a LoRA run as a PEFT adapter, or merged)."""
+    from plainrl import api
+
+    try:
+        folder = api.export(run_dir, out, merge_lora=merge_lora)
+    except PlainRLError as err:
+        _fail(str(err))
+    typer.echo(f"wrote {folder}")
+
+
+@app.command()
 def plot(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("curves.png"),

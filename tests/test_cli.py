@@ -31,6 +31,7 @@ runner = CliRunner()
         (["eval", "no/such/run"], "'no/such/run' holds no run"),
         (["resume", "no/such/run"], "'no/such/run' holds no run"),
         (["plot", "no/such/run"], "'no/such/run' holds no run"),
+        (["export", "no/such/run", "--out", "x"], "'no/such/run' holds no run"),
     ],
 )
 def test_bad_input_gives_one_clear_line(args, message, tmp_path):

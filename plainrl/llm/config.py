@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from plainrl.kit.config import RunConfig, require, require_ranges
 from plainrl.llm.lora import ALL_LINEAR
+
+if TYPE_CHECKING:
+    from plainrl.llm.tasks import Task
 
 
 @dataclass
@@ -25,7 +28,10 @@ class TaskConfig(RunConfig):
     LABEL_FIELD: ClassVar[str] = "task"
     AUTO_LEARNING_RATES: ClassVar[dict[str, float]] = {"tiny": 1e-3, "lora": 1e-4, "full": 1e-5}
 
-    task: str = "arithmetic"  # arithmetic[:digits=2,ops=+], countdown, or a .jsonl file
+    task: str = "arithmetic"  # arithmetic[:digits=2,ops=+], countdown, gsm, or a data file (tasks.py)
+    prompt_column: str = "prompt"  # data files: the prompt's column (text, or chat turns)
+    answer_column: str = "answer"  # data files: the reference answer's column ("... #### 42" answers 42)
+    system_prompt: str = ""  # data files: a system turn for every prompt without one (it replaces the <answer> hint)
     model: str = "tiny"  # tiny | smollm2-135m | a Hugging Face folder | an LLM run folder
     total_steps: int = 100  # optimizer or rollout steps
     checkpoint_every: int = 20
@@ -44,6 +50,13 @@ class TaskConfig(RunConfig):
         require_ranges(self, positive=("max_grad_norm",))
         require(1 <= self.max_new_tokens <= 100_000, f"max_new_tokens = {self.max_new_tokens} must be in [1, 100000]")
         require(self.dtype in ("float32", "bfloat16"), f"dtype = {self.dtype!r} is not one of float32, bfloat16")
+        require(self.prompt_column != "" and self.answer_column != "", "prompt_column and answer_column must be set")
+
+    def make_task(self) -> Task:
+        """The run's task: `task` with the data fields (prompt_column, answer_column, system_prompt)."""
+        from plainrl.llm.tasks import make_task
+
+        return make_task(self.task, self.prompt_column, self.answer_column, self.system_prompt)
 
     @classmethod
     def upgrade_saved_values(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from plainrl.llm.config import TaskConfig
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
 from plainrl.llm.model import ModelConfig, Transformer, rope_cos_sin
 from plainrl.llm.policies import load_policy, load_tokenizer, model_prompt
-from plainrl.llm.tasks import make_task
 
 
 @dataclass
@@ -186,7 +185,7 @@ def train(config: Config, run: Run) -> Transformer:
     if samples is None:
         target, _ = load_policy(config.model, device)  # the teacher samples on the training device
         target.eval()
-        task = make_task(config.task)
+        task = config.make_task()
         prompts = [model_prompt(task, example, tokenizer) for example in task.train[: config.n_samples]]
         samples = sample_teacher(config, target, tokenizer, prompts)
         if config.init_embedding == "pca":

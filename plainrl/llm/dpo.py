@@ -33,7 +33,7 @@ from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams
 from plainrl.llm.policies import build_policy, checkpointed, frozen_copy
 from plainrl.llm.preferences import PreferenceConfig, pair_batch, preference_data, sequence_logprob_sums, tokenize_pairs
-from plainrl.llm.tasks import epoch_indices, make_task
+from plainrl.llm.tasks import epoch_indices
 
 LOSS_TYPES = ("sigmoid", "ipo")
 
@@ -117,7 +117,7 @@ def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     pairs = world.shard(config.batch_size, "batch_size")  # this rank's share of each batch
-    task = make_task(config.task)
+    task = config.make_task()
     model, tokenizer = build_policy(config, device)
     train_pairs, test_pairs = preference_data(config, task, model, tokenizer, run.dir, device)
     print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held-out pairs (in {run.dir})")

@@ -71,7 +71,7 @@ def evaluation_due(config: Any, step: int) -> bool:
 def final_accuracy(model: Any, tokenizer: Any, config: Any, step: int, accuracy: float | None = None) -> dict[str, Any]:
     """eval.json of a run that trains a policy: greedy accuracy on the first `config.eval_n` held-out examples.
     `accuracy`: the loop's own evaluation of these examples at this step, if it made one (greedy: same result)."""
-    task = make_task(config.task)
+    task = config.make_task()
     if accuracy is None:
         params = SamplingParams(max_new_tokens=config.max_new_tokens, greedy=True)
         accuracy = held_out_accuracy(model, tokenizer, task, params, config)

@@ -48,7 +48,6 @@ from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
 from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, load_policy, model_prompt
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
-from plainrl.llm.tasks import make_task
 
 KL_ESTIMATORS = ("k1", "k2", "k3", "k3_is")
 KL_PLACES = ("loss", "reward")
@@ -206,7 +205,7 @@ def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     groups = world.shard(config.prompts_per_step, "prompts_per_step")  # this rank's whole groups
-    task = make_task(config.task)
+    task = config.make_task()
     model, tokenizer = build_policy(config, device)
     reference = frozen_copy(model, config) if config.beta > 0 else None
     if config.fsdp:  # weights sharded over the ranks (FSDP2), the reference's too

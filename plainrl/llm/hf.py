@@ -25,6 +25,7 @@ from torch import nn
 
 from plainrl.kit.errors import PlainRLError
 from plainrl.llm.model import ModelConfig, Transformer
+from plainrl.llm.tokenizer import ChatPrompt
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -84,6 +85,8 @@ class HFTokenizer:
         if not self.chat:
             return user_text
         messages = [{"role": "user", "content": user_text}]
+        if isinstance(user_text, ChatPrompt):  # with a system turn, or earlier turns
+            messages = list(user_text.messages)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def prompt_ids(self, user_text: str) -> list[int]:

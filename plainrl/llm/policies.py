@@ -5,6 +5,7 @@ model, tokenizer = load_policy("tiny", device)             the built-in decoder,
 model, tokenizer = load_policy("smollm2-135m", device)     SmolLM2-135M-Instruct (hf.py)
 model, tokenizer = load_policy("path/to/hf_folder", ...)   any local Hugging Face causal LM
 model, tokenizer = load_policy("runs/sft_...", device)     the trained policy of a plainrl LLM run
+model, tokenizer = load_policy("path/to/peft_adapter", ...)  a PEFT LoRA adapter merged into its (local) base model
 
 policy = Policy.load("runs/grpo_...")                      the same, with generate():
 policy.generate(["12+34="], max_new_tokens=16, greedy=True) -> ["46"]
@@ -24,6 +25,7 @@ import torch
 from plainrl.kit import distributed
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.nets import resolve_device
+from plainrl.llm import export
 from plainrl.llm.generate import SamplingParams, generate
 from plainrl.llm.model import ModelConfig, Transformer
 from plainrl.llm.tasks import Example, Task
@@ -50,6 +52,9 @@ def load_policy(spec: str, device: torch.device | str = "cpu", **tiny_overrides:
     path = Path(spec)
     if (path / "config.toml").is_file():
         return load_run_policy(path, device)
+    if export.is_peft_adapter(path):
+        model, tokenizer = load_policy(export.peft_base_model(path), device)
+        return export.merge_peft_adapter(model, path), tokenizer
     check_model_spec(spec)
     from plainrl.llm import hf
 
@@ -68,6 +73,8 @@ def load_tokenizer(spec: str) -> Any:
         from plainrl.kit.registry import load_run
 
         return load_tokenizer(load_run(spec)[2].model)  # type: ignore[attr-defined]
+    if export.is_peft_adapter(spec):
+        return load_tokenizer(export.peft_base_model(spec))
     check_model_spec(spec)
     return hf.load_hf_tokenizer(spec)
 
@@ -75,11 +82,14 @@ def load_tokenizer(spec: str) -> Any:
 def check_model_spec(spec: str) -> None:
     """Fail early (before any loading) on a model that cannot be one."""
     path = Path(spec)
-    if spec in MODEL_NAMES or (path / "config.toml").is_file() or (path / "config.json").is_file():
+    if spec in MODEL_NAMES or any((path / name).is_file() for name in ("config.toml", "config.json")):
+        return
+    if export.is_peft_adapter(path):
+        export.peft_base_model(path)  # a base that is not a local folder is one error line
         return
     raise ConfigError(
         f"unknown model {spec!r}: use one of {', '.join(MODEL_NAMES)}, a Hugging Face model folder "
-        "(with config.json) or a plainrl run folder (with config.toml)"
+        "(with config.json), a PEFT adapter folder (adapter_config.json) or a plainrl run folder (with config.toml)"
     )
 
 

@@ -40,7 +40,6 @@ from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_en
 from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, model_prompt
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
-from plainrl.llm.tasks import make_task
 
 
 @dataclass
@@ -170,7 +169,7 @@ def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     prompt_shard = world.shard(config.prompts_per_step, "prompts_per_step")  # this rank's prompts
-    task = make_task(config.task)
+    task = config.make_task()
     model, tokenizer = build_policy(config, device)
     reference = frozen_copy(model, config)
     critic = ScalarModel(copy.deepcopy(model)).to(device).train()

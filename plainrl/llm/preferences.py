@@ -25,7 +25,8 @@ from plainrl.kit.errors import ConfigError
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.generate import SamplingParams, generate, pad_sequences
 from plainrl.llm.policies import model_prompt
-from plainrl.llm.tasks import SPLIT_SEED, Example, Task, read_jsonl
+from plainrl.llm.tasks import SPLIT_SEED, Example, Task, chat_messages, read_jsonl
+from plainrl.llm.tokenizer import ChatPrompt
 
 
 @dataclass
@@ -58,14 +59,23 @@ class PreferenceConfig(PolicyConfig):
 def load_pairs(path: str | Path) -> list[PreferencePair]:
     """{"prompt", "chosen", "rejected"} per line; a clear error names the first bad line."""
     records = read_jsonl(path, ("prompt", "chosen", "rejected"), "preference")
-    pairs = [PreferencePair(str(r["prompt"]), str(r["chosen"]), str(r["rejected"])) for _, r in records]
+    pairs = [PreferencePair(pair_prompt(r["prompt"], f"{path}:{n}"), str(r["chosen"]), str(r["rejected"]))
+             for n, r in records]  # fmt: skip
     if not pairs:
         raise ConfigError(f"preference file {str(path)!r} holds no pairs")
     return pairs
 
 
+def pair_prompt(value: Any, where: str) -> str:
+    """A pair's prompt: text, or chat turns [{"role", "content"}, ...] (a system turn kept for the chat template)."""
+    return ChatPrompt(chat_messages(value, where, "prompt")) if isinstance(value, list) else str(value)
+
+
 def save_pairs(pairs: list[PreferencePair], path: Path) -> None:
-    path.write_text("".join(json.dumps(asdict(pair)) + "\n" for pair in pairs))
+    """One JSON line per pair; a prompt with chat turns is written as its list of turns (read back as such)."""
+    records = [{**asdict(p), "prompt": list(p.prompt.messages) if isinstance(p.prompt, ChatPrompt) else p.prompt}
+               for p in pairs]  # fmt: skip
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 
 def split_pairs(

