@@ -1,5 +1,5 @@
 """Your data as a task: file formats, column mapping, chat rows and system prompts, '####' answers, verifiers, and
-the offline gsm task (tasks.py)."""
+the offline gsm task (tasks.py, gsm_problems.py)."""
 
 import copy
 import json
@@ -12,9 +12,10 @@ import pytest
 
 from plainrl.kit.errors import ConfigError
 from plainrl.llm.config import TaskConfig
+from plainrl.llm.gsm_problems import GSM_TEMPLATES
 from plainrl.llm.policies import model_prompt
 from plainrl.llm.preferences import PreferencePair, load_pairs, save_pairs
-from plainrl.llm.tasks import GSM_TEMPLATES, answers_match, hash_answer, make_task, tidy_number
+from plainrl.llm.tasks import answers_match, hash_answer, make_task, tidy_number
 from plainrl.llm.tokenizer import CharTokenizer, ChatPrompt
 
 ROWS = [{"question": f"What is {i} + {i}?", "solution": f"{i} + {i} = {2 * i}\n#### {2 * i}", "level": i % 3}
