@@ -31,6 +31,8 @@ class TaskConfig(RunConfig):
     task: str = "arithmetic"  # arithmetic[:digits=2,ops=+], countdown, gsm, or a data file (tasks.py)
     prompt_column: str = "prompt"  # data files: the prompt's column (text, or chat turns)
     answer_column: str = "answer"  # data files: the reference answer's column ("... #### 42" answers 42)
+    environment: str = ""  # multi-turn: calculator | guess | countdown | module:Class (environments.py); its task
+    max_env_tokens: int = 64  # an environment's reply is cut after this many tokens
     system_prompt: str = ""  # data files: a system turn for every prompt without one (it replaces the <answer> hint)
     model: str = "tiny"  # tiny | smollm2-135m | a Hugging Face folder | an LLM run folder
     total_steps: int = 100  # optimizer or rollout steps
@@ -53,9 +55,14 @@ class TaskConfig(RunConfig):
         require(self.prompt_column != "" and self.answer_column != "", "prompt_column and answer_column must be set")
 
     def make_task(self) -> Task:
-        """The run's task: `task` with the data fields (prompt_column, answer_column, system_prompt)."""
+        """The run's task: `task` with the data fields (prompt_column, answer_column, system_prompt), or, with an
+        `environment`, the environment's own task (its `environment` attribute makes one environment)."""
         from plainrl.llm.tasks import make_task
 
+        if self.environment:
+            from plainrl.llm.environments import environment_task
+
+            return environment_task(self.environment)
         return make_task(self.task, self.prompt_column, self.answer_column, self.system_prompt)
 
     @classmethod

@@ -31,7 +31,10 @@ def evaluate_policy(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
 ) -> dict[str, Any]:
-    """Accuracy on `examples`, and one record per example: prompt, completion, extracted answer, verdict."""
+    """Accuracy on `examples`, and one record per example: prompt, completion, extracted answer, verdict. A task of
+    an environment (task.environment): the share of conversations solved, with their transcripts."""
+    if task.environment is not None:
+        return evaluate_conversations(model, tokenizer, task, examples, params, batch_size, generator)
     was_training = model.training
     model.eval()
     prompts = [model_prompt(task, example, tokenizer) for example in examples]
@@ -44,6 +47,29 @@ def evaluate_policy(
             dict(prompt=prompt, completion=completion, extracted=task.extract_answer(completion),
                  answer=example.answer, correct=correct)
         )  # fmt: skip
+    accuracy = sum(1 for s in samples if s["correct"]) / max(len(samples), 1)
+    return {"accuracy": accuracy, "n": len(samples), "samples": samples}
+
+
+def evaluate_conversations(
+    model: Any, tokenizer: Any, task: Task, examples: list[Example], params: SamplingParams, batch_size: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """evaluate_policy for an environment's task: one conversation per example, solved or not."""
+    from plainrl.llm.multi_turn import rollout_conversations
+
+    was_training = model.training
+    model.eval()
+    samples: list[dict[str, Any]] = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        conversations = rollout_conversations(model, tokenizer, [task.environment() for _ in chunk], chunk, params,
+                                              generator)  # fmt: skip
+        for example, transcript, solved, rewards in zip(chunk, conversations.transcripts, conversations.solved,
+                                                        conversations.turn_rewards, strict=True):  # fmt: skip
+            samples.append(dict(prompt=example.prompt, completion=transcript, answer=example.answer, correct=solved,
+                                turns=len(rewards), reward=sum(rewards)))  # fmt: skip
+    model.train(was_training)
     accuracy = sum(1 for s in samples if s["correct"]) / max(len(samples), 1)
     return {"accuracy": accuracy, "n": len(samples), "samples": samples}
 

@@ -166,7 +166,7 @@ def sequence_logprobs(model: Any, ids: torch.Tensor, mask: torch.Tensor, tempera
 def completion_logprobs(model: Any, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
     """Log-probs of a rollout's completion tokens under `model` (with gradients), (B, N), 0 where masked."""
     ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
-    mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)
+    mask = torch.cat([rollout.prompt_mask, rollout.completion_attention_mask], dim=1)
     P = rollout.prompt_ids.shape[1]
     logprobs = sequence_logprobs(model, ids, mask, temperature)[:, P - 1 :]  # predictions of completion tokens
     return logprobs.masked_fill(~rollout.completion_mask, 0.0)
@@ -194,7 +194,7 @@ def completion_logprobs_entropy(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced log-probs (with gradients) and entropies (without) of the completion tokens of `rows`, (b, N)."""
     ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
-    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_attention_mask[rows]], dim=1)
     P = rollout.prompt_ids.shape[1]
     # The shared-prompt path calls the model's parts with a KV cache: not for FSDP (it gathers weights in forward()
     # only) nor for gradient checkpointing (it recomputes blocks without a cache).

@@ -25,6 +25,10 @@ completions), "token_mean" (DAPO, arXiv 2503.14476: every token of the batch wei
 "constant" (Dr. GRPO, arXiv 2503.20783: sum over tokens divided by batch size x max_new_tokens, so neither
 length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high > epsilon_low.
 
+With an `environment` (environments.py) each sample is a conversation (multi_turn.py): the model's turns and the
+environment's replies in one token sequence, the replies masked out of the loss, the KL term and the entropy;
+the conversation's return (the sum of its turn rewards) is r_i.
+
 Under torchrun each rank takes prompts_per_step / N whole groups; the aggregations divide by counts over all ranks
 and gradients are summed (kit/distributed.py), so N processes compute the single-process gradient.
 """
@@ -46,8 +50,9 @@ from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, generate
+from plainrl.llm.multi_turn import conversation_metrics, rollout_conversations
 from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, load_policy, model_prompt
-from plainrl.llm.rewards import check_reward_fields, rewards_by_name
+from plainrl.llm.rewards import RewardScores, check_reward_fields, rewards_by_name
 
 KL_ESTIMATORS = ("k1", "k2", "k3", "k3_is")
 KL_PLACES = ("loss", "reward")
@@ -236,8 +241,15 @@ def train(config: Config, run: Run) -> Any:
         prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
         model.eval()
         sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
-        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator,
-                           draft=draft, draft_k=config.draft_k, shard=samples)  # fmt: skip
+        conversations = None
+        if task.environment is not None:  # multi-turn: one conversation per sample, env tokens out of the loss
+            envs = [task.environment() for _ in examples]
+            conversations = rollout_conversations(model, tokenizer, envs, examples, sampling, sample_generator,
+                                                  config.max_env_tokens, shard=samples)  # fmt: skip
+            rollout = conversations.rollout
+        else:
+            rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling,
+                               sample_generator, draft=draft, draft_k=config.draft_k, shard=samples)  # fmt: skip
         model.train()
         generated_tokens = int(rollout.completion_mask.sum())
         rollout_seconds = time.perf_counter() - rollout_start
@@ -251,9 +263,12 @@ def train(config: Config, run: Run) -> Any:
             ref_logprobs = None
             if reference is not None:
                 ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
-        scores = reward_set.score(
-            prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
-        )
+        if conversations is None:
+            scores = reward_set.score(
+                prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
+            )
+        else:  # the environment's rewards: each conversation's return
+            scores = RewardScores(conversations.returns, {"environment": conversations.returns}, {})
         rewards, kl_metrics = scores.total, {}
         if ref_logprobs is not None:  # the k1 estimate: unbiased for KL(pi || pi_ref) per token, the same in every run
             real = rollout.completion_mask
@@ -268,9 +283,12 @@ def train(config: Config, run: Run) -> Any:
             varied = scores.total.view(-1, G).std(dim=1) > 0
             loss_mask = loss_mask & varied.repeat_interleave(G).to(device)[:, None]
         kept_rows = world.sum(loss_mask.any(dim=1).sum())  # over all ranks
-        correct = [
-            task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)
-        ]
+        if conversations is None:
+            correct = [
+                task.is_correct(t, ex.answer, **ex.columns) for t, ex in zip(rollout.texts, examples, strict=True)
+            ]
+        else:
+            correct = conversations.solved
 
         # 3. Optimise: num_iterations passes over the rollouts, num_minibatches optimizer steps each.
         update_start = time.perf_counter()
@@ -314,6 +332,7 @@ def train(config: Config, run: Run) -> Any:
             **{name: value / updates for name, value in totals.items()},
             "train_accuracy": sum(correct) / len(correct),
             "completion_length": generated_tokens / len(examples),
+            **(conversation_metrics(conversations, envs) if conversations is not None else {}),
             "groups_kept": float(kept_rows) / G,
             "tokens_per_second": generated_tokens / rollout_seconds,
             "rollout_seconds": rollout_seconds,

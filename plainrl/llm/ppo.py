@@ -139,7 +139,7 @@ def completion_values(critic: ScalarModel, rollout: Rollout, rows: torch.Tensor)
     """V(x, y_<t) for each completion token t of `rows`, (b, N): the critic's output at the position just before the
     token (the prompt's last token for t = 0). Prompt and padding positions are never read; 0 where masked."""
     ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
-    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_attention_mask[rows]], dim=1)
     P = rollout.prompt_ids.shape[1]
     values = critic(ids, mask)[:, P - 1 : -1]
     return values.masked_fill(~rollout.completion_mask[rows], 0.0)

@@ -35,6 +35,13 @@ class Rollout:
     logprobs: torch.Tensor  # (B, N) log-prob of each generated token, 0 where the mask is False
     texts: list[str] = field(default_factory=list)  # decoded completions, cut after a stop string
     finish_reasons: list[str] = field(default_factory=list)  # "eos", "stop" or "length"
+    # (B, N) True on every real token: the model's and, in a multi-turn trajectory (multi_turn.py), the
+    # environment's, which attention sees but the loss does not. None: the completion_mask.
+    completion_real: torch.Tensor | None = None
+
+    @property
+    def completion_attention_mask(self) -> torch.Tensor:
+        return self.completion_mask if self.completion_real is None else self.completion_real
 
 
 def pad_sequences(

@@ -113,6 +113,7 @@ class Task:
 
     def __init__(self, train: list[Example], test: list[Example]) -> None:
         self.train, self.test = train, test
+        self.environment: Any = None  # a multi-turn environment's factory (environments.environment_task)
 
     def chat_prompt(self, example: Example) -> str:
         return f"{example.prompt}\n{self.instruction}"
