@@ -301,7 +301,7 @@ class GSMTask(Task):
     """
 
     name = "gsm"
-    instruction = "Solve it step by step, then write the final number after ####, for example: #### 42"
+    instruction = "Solve it step by step. End with the final number on its own line after ####, like: #### <number>"
 
     def __init__(self, n_test: int = 200, n_train: int = 10_000, strict: bool = False, seed: int = SPLIT_SEED):
         if n_test < 1 or n_train < 1 or n_test + n_train > 50_000:

@@ -285,7 +285,7 @@ def test_gsm_task_splits_answers_and_verifier():
     assert checked >= 10
     first = task.test[0]
     assert first.prompt.startswith("Museum tickets cost $8 for adults and $3 for children.")
-    assert task.chat_prompt(first).endswith("write the final number after ####, for example: #### 42")
+    assert task.chat_prompt(first).endswith("End with the final number on its own line after ####, like: #### <number>")
     answer = first.answer
     assert task.is_correct(f"Some working.\n#### {answer}", answer) and task.is_correct(
         f"<answer>{answer}</answer>", answer
