@@ -21,6 +21,7 @@ Built in:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import random
 import re
@@ -99,24 +100,49 @@ def calculate(expression: str) -> str:
 
 class CalculatorEnvironment(ToolEnvironment):
     """a * b with `digits`-digit operands and a calculator tool. A model trained here answers '1234*5678=' with
-    '<tool_call>calculate 1234*5678</tool_call>', reads '<tool_response>7006652</tool_response>', then '7006652'."""
+    '<tool_call>calculate 1234*5678</tool_call>', reads '\n<tool_response>7006652</tool_response>\n', then writes
+    '7006652'. The task's SFT targets show that transcript for a `tool_fraction` of the training problems and the
+    bare answer for the rest, so SFT teaches the format without making it the habit: RL then finds that the tool
+    pays (docs/multi_turn.md)."""
 
-    def __init__(self, digits: int = 4, ops: str = "*", n_test: int = 200) -> None:
-        super().__init__(ArithmeticTask(digits=digits, ops=ops, n_test=n_test), ToolBox([calculate]))
+    def __init__(self, digits: int = 4, ops: str = "*", n_test: int = 200, tool_fraction: float = 0.2) -> None:
+        super().__init__(calculator_task(digits, ops, n_test, tool_fraction), ToolBox([calculate]))
+
+
+@functools.cache
+def calculator_task(digits: int, ops: str, n_test: int, tool_fraction: float) -> Task:
+    """Built once per setting (a rollout makes an environment per conversation, and they share it)."""
+    if not 0 <= tool_fraction <= 1:
+        raise ConfigError(f"calculator tool_fraction = {tool_fraction} must be in [0, 1]")
+    task = ArithmeticTask(digits=digits, ops=ops, n_test=n_test)
+    rng = random.Random(SPLIT_SEED)
+    for example in task.train:
+        if rng.random() < tool_fraction:
+            expression = example.prompt.rstrip("=")
+            example.target = (f"<tool_call>calculate {expression}</tool_call>\n"
+                              f"<tool_response>{example.answer}</tool_response>\n{example.answer}")  # fmt: skip
+    return task
 
 
 class CountdownEnvironment(ToolEnvironment):
     """Countdown (tasks.CountdownTask) with a `check` tool: the value of an expression and the numbers it uses."""
 
-    def __init__(self, numbers: int = 3, n_test: int = 200) -> None:
-        def check(expression: str) -> str:
-            """The value of an arithmetic expression, and the numbers it uses."""
-            value = evaluate_expression(expression)
-            used = sorted(int(n) for n in re.findall(r"\d+", expression))
-            return f"value {value if value is None else f'{value:g}'}, numbers {used}"
+    max_turns = 4
 
-        super().__init__(CountdownTask(numbers=numbers, n_test=n_test), ToolBox([check]))
-        self.max_turns = 4
+    def __init__(self, numbers: int = 3, n_test: int = 200) -> None:
+        super().__init__(countdown_task(numbers, n_test), ToolBox([check]))
+
+
+def check(expression: str) -> str:
+    """The value of an arithmetic expression, and the numbers it uses."""
+    value = evaluate_expression(expression)
+    used = sorted(int(n) for n in re.findall(r"\d+", expression))
+    return f"value {value if value is None else f'{value:g}'}, numbers {used}"
+
+
+@functools.cache
+def countdown_task(numbers: int, n_test: int) -> Task:
+    return CountdownTask(numbers=numbers, n_test=n_test)
 
 
 class GuessTask(Task):

@@ -14,6 +14,10 @@ Stiennon et al. 2020). Each completion is an episode whose actions are its token
             value loss  = 1/2 mean_t max((V_t - R_t)^2, (clip(V_t, V_old - eps_v, V_old + eps_v) - R_t)^2)
             loss        = policy loss + vf_coef value loss;  one AdamW step on policy and critic
 
+With an `environment` (environments.py) an episode is a conversation (multi_turn.py): the actions are the model's
+tokens of every turn, each turn's reward sits on its last token, the environment's replies are part of the state,
+not actions (masked out, skipped by GAE: a turn's last token bootstraps from the next turn's first).
+
 The critic starts as a copy of the starting policy's trunk with a new scalar head; the reference is a frozen copy
 of the starting policy. Token-level GAE reuses the classic track's kit.buffers.compute_gae, time-major.
 """
@@ -37,6 +41,7 @@ from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
 from plainrl.llm.generate import Rollout, SamplingParams, completion_logprobs_entropy, generate
+from plainrl.llm.multi_turn import Conversations, conversation_metrics, rollout_conversations
 from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, model_prompt
 from plainrl.llm.reward_model import ScalarModel, load_reward_model
 from plainrl.llm.rewards import check_reward_fields, rewards_by_name
@@ -100,29 +105,43 @@ def check_world(config: Config, world: World) -> None:
 
 # ----- the pieces of the objective ---------------------------------------------------------------------------------
 def token_rewards(
-    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, kl_coef: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards (B, N): -kl_coef * (log pi - log pi_ref) on every completion token, plus the sequence's
-    score (B,) on its last token. Also returns the per-token KL estimate (B, N). 0 where mask (B, N) is False."""
+    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+    at: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Per-token rewards (B, N): -kl_coef * (log pi - log pi_ref) on every completion token, plus the scores: (B,)
+    on each row's last token, or (B, K) at the completion positions `at` (B, K) (a conversation's turn rewards at
+    the ends of its turns). Also returns the per-token KL estimate (B, N). 0 where mask (B, N) is False."""
     kl = (logprobs - ref_logprobs) * mask
     rewards = -kl_coef * kl
-    last = mask.long().sum(1) - 1  # completions are contiguous from token 0
-    rewards[torch.arange(len(scores), device=rewards.device), last] += scores
-    return rewards, kl
+    if at is None:
+        at, scores = (mask.long().cumsum(1).argmax(1))[:, None], scores[:, None]  # the last True of each row
+    return rewards.scatter_add(1, at, scores.to(rewards.dtype)), kl
 
 
 def token_gae(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE over completion tokens: (B, N) each -> (advantages, returns), 0 where mask is False.
-    The episode ends on each row's last token: nothing is bootstrapped past it."""
-    mask_f = mask.float()
+    The episode ends on each row's last token: nothing is bootstrapped past it. Tokens outside the mask inside a
+    row (a conversation's environment tokens) are skipped: a turn's last token bootstraps from the next turn's
+    first, as a step of the same episode."""
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # each row's masked tokens first, in order
+    rewards, values, mask_f = rewards.gather(1, order), values.gather(1, order), mask.gather(1, order).float()
     is_last = mask_f - F.pad(mask_f[:, 1:], (0, 1))  # 1 on the last completion token
     next_values = F.pad(values[:, 1:], (0, 1)) * F.pad(mask_f[:, 1:], (0, 1))
     advantages, returns = compute_gae(
         rewards.T, values.T, next_values.T, is_last.T, is_last.T, gamma, gae_lambda
     )  # kit.buffers wants time-major (T, N): here (tokens, completions)
-    return advantages.T * mask_f, returns.T * mask_f
+    unsort = torch.argsort(order, dim=1)
+    return (advantages.T * mask_f).gather(1, unsort), (returns.T * mask_f).gather(1, unsort)
+
+
+def padded_turns(conversations: Conversations, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(turn rewards (B, K), the completion index of each turn's last token (B, K)), padded with 0 rewards."""
+    K = max(conversations.turns)
+    rewards = [r + [0.0] * (K - len(r)) for r in conversations.turn_rewards]
+    ends = [e + [e[-1]] * (K - len(e)) for e in conversations.turn_ends]
+    return torch.tensor(rewards, device=device), torch.tensor(ends, device=device)
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, world: World | None = None) -> torch.Tensor:
@@ -202,8 +221,15 @@ def train(config: Config, run: Run) -> Any:
         prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
         model.eval()
         sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
-        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, sample_generator,
-                           shard=prompt_shard)  # fmt: skip
+        conversations = None
+        if task.environment is not None:  # multi-turn: each episode a conversation, its turns' rewards at their ends
+            envs = [task.environment() for _ in examples]
+            conversations = rollout_conversations(model, tokenizer, envs, examples, sampling, sample_generator,
+                                                  config.max_env_tokens, shard=prompt_shard)  # fmt: skip
+            rollout = conversations.rollout
+        else:
+            rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling,
+                               sample_generator, shard=prompt_shard)  # fmt: skip
         model.train()
         mask = rollout.completion_mask
         rows = torch.arange(len(examples), device=device)
@@ -211,7 +237,11 @@ def train(config: Config, run: Run) -> Any:
 
         # 2. Scores, per-token rewards with the KL penalty, values, GAE.
         with torch.no_grad():
-            if reward_model is not None:
+            reward_at = None
+            if conversations is not None:  # the environments' turn rewards, each on the last token of its turn
+                scores, reward_at = padded_turns(conversations, device)
+                parts = {"reward": float(conversations.returns.mean())}
+            elif reward_model is not None:
                 ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
                 scores = reward_model.sequence_scores(ids, torch.cat([rollout.prompt_mask, mask], dim=1)).float()
                 parts = {"reward": float(scores.mean())}  # the reward model's mean score
@@ -222,7 +252,7 @@ def train(config: Config, run: Run) -> Any:
             old_logprobs = completion_logprobs_entropy(model, rollout, rows, config.temperature)[0]
             ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
             old_values = completion_values(critic, rollout, rows)
-            rewards, kl = token_rewards(scores, old_logprobs, ref_logprobs, mask, config.kl_coef)
+            rewards, kl = token_rewards(scores, old_logprobs, ref_logprobs, mask, config.kl_coef, reward_at)
             advantages, returns = token_gae(rewards, old_values, mask, config.gamma, config.gae_lambda)
             if config.whiten_advantages:
                 advantages = masked_whiten(advantages, mask, world)  # over all ranks' tokens
@@ -258,9 +288,12 @@ def train(config: Config, run: Run) -> Any:
         step += 1
 
         # 4. Log, evaluate, checkpoint.
-        correct = [
-            task.is_correct(text, ex.answer, **ex.columns) for text, ex in zip(rollout.texts, examples, strict=True)
-        ]
+        if conversations is None:
+            correct = [
+                task.is_correct(t, ex.answer, **ex.columns) for t, ex in zip(rollout.texts, examples, strict=True)
+            ]
+        else:
+            correct = conversations.solved
         real_returns = returns[mask]  # completion tokens only: padding would dilute both variances
         explained = 1 - float((real_returns - old_values[mask]).var()) / max(float(real_returns.var()), 1e-8)
         metrics = {
@@ -270,6 +303,7 @@ def train(config: Config, run: Run) -> Any:
             "explained_variance": explained, "completion_length": float(mask.sum(1).float().mean()),
             "tokens_per_second": float(mask.sum()) / rollout_seconds, "rollout_seconds": rollout_seconds,
             "update_seconds": time.perf_counter() - update_start,
+            **(conversation_metrics(conversations, envs) if conversations is not None else {}),
         }  # fmt: skip
         if evaluation_due(config, step):
             metrics["accuracy"] = held_out_accuracy(model, tokenizer, task, eval_params, config)

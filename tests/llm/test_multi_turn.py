@@ -212,3 +212,15 @@ def test_grpo_learns_over_conversations_and_unlearns_with_the_advantage_sign_fli
         assert last > first + 0.3, (first, last)
     else:
         assert last < first, (first, last)
+
+
+@pytest.mark.slow
+def test_ppo_llm_learns_over_conversations(tmp_path):
+    """PPO's episode is the conversation: the reward comes on turn 2, so credit must cross the environment's reply
+    (GAE bootstraps across it)."""
+    run = plainrl.train("ppo-llm", environment="tests.llm.test_multi_turn:SecondTurnEnv", model="tiny", seed=0,
+                        total_steps=30, prompts_per_step=16, num_minibatches=2, max_new_tokens=4, learning_rate=3e-3,
+                        kl_coef=0.0, eval_every=0, eval_n=10, progress=False, run_dir=tmp_path / "ppo")  # fmt: skip
+    rewards = [row["reward"] for row in run.metrics]
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.3
+    assert run.metrics[-1]["turns"] == 2.0

@@ -139,3 +139,22 @@ def test_ppo_with_a_reward_model_and_the_cli(tmp_path):
     logged = ["reward", "kl", "policy_loss", "value_loss", "clip_fraction", "entropy", "explained_variance",
               "completion_length", "accuracy"]  # fmt: skip
     assert set(logged) <= set(header)
+
+
+def test_gae_over_a_conversation_skips_environment_tokens_and_bootstraps_across_them():
+    # Model tokens at 0, 1 (turn 1) and 4 (turn 2); tokens 2, 3 are the environment's reply. Turn rewards 0.5 at
+    # token 1 and 2.0 at token 4; kl_coef 0; gamma 0.9, lambda 0.5. The reply is not a step: token 1's next value
+    # is token 4's, and its advantage carries token 4's.
+    mask = torch.tensor([[True, True, False, False, True]])
+    zeros = torch.zeros(1, 5)
+    rewards, _ = ppo.token_rewards(torch.tensor([[0.5, 2.0]]), zeros, zeros, mask, 0.0, at=torch.tensor([[1, 4]]))
+    assert torch.equal(rewards, torch.tensor([[0.0, 0.5, 0.0, 0.0, 2.0]]))
+    values = torch.tensor([[0.1, 0.2, 9.0, 9.0, 0.3]])  # the values at 2, 3 are never read
+    advantages, returns = ppo.token_gae(rewards, values, mask, gamma=0.9, gae_lambda=0.5)
+    d4 = 2.0 - 0.3
+    d1 = 0.5 + 0.9 * 0.3 - 0.2
+    d0 = 0.0 + 0.9 * 0.2 - 0.1
+    a4, a1 = d4, d1 + 0.45 * d4
+    a0 = d0 + 0.45 * a1
+    assert torch.allclose(advantages, torch.tensor([[a0, a1, 0.0, 0.0, a4]]), atol=1e-6)
+    assert torch.allclose(returns, (advantages + values) * mask, atol=1e-6)
