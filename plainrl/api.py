@@ -79,6 +79,8 @@ def train(
                it) or a zero-argument factory (env-track algorithms: classic and tabular).
     task:      a task name ("arithmetic:digits=1"), a .jsonl path, a list of {"prompt", "answer", ...} dicts or a
                Task object; model, rewards (names or Python functions): the LLM trainers.
+    environment= (an override of grpo, ppo-llm, sft): a multi-turn environment, by name ("calculator"), as
+               "module:Class", or an environment class or zero-argument factory (plainrl/llm/environments.py).
     overrides: any field of the algorithm's Config (see `plainrl list` and the algorithm's file).
     callbacks: called as f(step, trained) after every logged step; True stops training (benchmarks use them).
     config_file, set_items: the CLI's --config TOML file and --set key=value items.
@@ -107,6 +109,8 @@ def train(
             run_dir, task = folder, str(folder / "task.jsonl")
         values.update(task=task_name(task) if task is not None else None, model=model)
         values["rewards"] = [reward_name(r) for r in rewards] if rewards is not None else None
+        if overrides.get("environment") is not None:
+            values["environment"] = environment_name(overrides["environment"])
     try:
         config = build_config(module.Config, module.PRESETS, values, config_file, list(set_items), "train()")
         check(name, module, config)
@@ -168,6 +172,10 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
         from plainrl.llm.policies import check_model_spec, load_tokenizer
         from plainrl.llm.tasks import check_alphabet
 
+        if getattr(config, "environment", "") and not getattr(module, "MULTI_TURN", False):
+            takers = ", ".join(n for n in ALGORITHMS if getattr(load_algorithm(n), "MULTI_TURN", False))
+            raise ConfigError(f"{name} does not train on environments (environment = {config.environment!r}); "  # type: ignore[attr-defined]
+                              f"these do: {takers}")  # fmt: skip
         task = config.make_task()  # type: ignore[attr-defined]
         check_model_spec(config.model)  # type: ignore[attr-defined]
         check_alphabet(task, load_tokenizer(config.model), config.task)  # type: ignore[attr-defined]
@@ -323,6 +331,18 @@ def task_name(task: Any) -> str:
     if isinstance(task, Task):
         return in_process_name(task, PYTHON_TASKS)
     raise ConfigError(f"task = {task!r} is not a task name, a .jsonl path, a list of examples or a Task")
+
+
+def environment_name(environment: Any) -> str:
+    """An environment for the config: the spec itself, an importable class's or factory's 'module:name', or a name
+    registered in this process for any other zero-argument factory."""
+    from plainrl.llm.environments import PYTHON_ENVIRONMENTS
+
+    if isinstance(environment, str):
+        return environment
+    if not callable(environment):
+        raise ConfigError(f"environment {environment!r} is not a name, a class or a zero-argument factory")
+    return importable_name(environment) or in_process_name(environment, PYTHON_ENVIRONMENTS)
 
 
 def reward_name(reward: str | Callable[..., Any]) -> str:

@@ -117,6 +117,7 @@ class Config(PolicyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {}
 SHARDED_BATCH = "prompts_per_step"  # under torchrun each rank takes prompts_per_step / N whole groups
+MULTI_TURN = True  # environment = ...: conversations (multi_turn.py) instead of single completions
 
 
 def check_world(config: Config, world: World) -> None:

@@ -94,6 +94,7 @@ class Config(PolicyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {}
 SHARDED_BATCH = "prompts_per_step"  # under torchrun each rank takes prompts_per_step / N prompts
+MULTI_TURN = True  # environment = ...: each episode a conversation (multi_turn.py)
 
 
 def check_world(config: Config, world: World) -> None:

@@ -72,6 +72,7 @@ class Config(PolicyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {}
 SHARDED_BATCH = "batch_size"  # under torchrun each rank takes batch_size / N examples of every micro-batch
+MULTI_TURN = True  # environment = ...: imitate its task's targets; evaluate in conversations
 
 
 def learning_rate_at(step: int, config: Config) -> float:

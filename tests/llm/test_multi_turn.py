@@ -224,3 +224,14 @@ def test_ppo_llm_learns_over_conversations(tmp_path):
     rewards = [row["reward"] for row in run.metrics]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.3
     assert run.metrics[-1]["turns"] == 2.0
+
+
+def test_the_python_api_takes_an_environment_class_or_factory_and_refuses_trainers_without_conversations(tmp_path):
+    quick = dict(model="tiny", total_steps=1, prompts_per_step=2, group_size=2, max_new_tokens=2, eval_n=2,
+                 progress=False)  # fmt: skip
+    by_class = plainrl.train("grpo", environment=SecondTurnEnv, run_dir=tmp_path / "class", **quick)
+    assert 'environment = "tests.llm.test_multi_turn:SecondTurnEnv"' in (by_class.path / "config.toml").read_text()
+    by_factory = plainrl.train("grpo", environment=lambda: ReplyEnv(), run_dir=tmp_path / "factory", **quick)
+    assert by_factory.metrics[-1]["turns"] == 3.0  # ReplyEnv's three turns
+    with pytest.raises(ConfigError, match="dpo does not train on environments .* these do: .*grpo"):
+        plainrl.train("dpo", environment="guess", progress=False)
