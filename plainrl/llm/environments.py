@@ -35,7 +35,6 @@ from plainrl.llm.tasks import (
     Example,
     Task,
     evaluate_expression,
-    last_number,
     parse_options,
 )
 from plainrl.llm.tokenizer import Message
@@ -146,27 +145,42 @@ def countdown_task(numbers: int, n_test: int) -> Task:
 
 
 class GuessTask(Task):
-    """Secret numbers from 1 to `high` (the answer); the prompt is the same for all."""
+    """Secret numbers from 1 to `high` (the answer); the prompt is the same for all. A training example's SFT
+    target is a transcript of a player who guesses at random among the numbers still possible ("37.\nhigher\n
+    62.\nlower\n ... 48."): the game's format, and a strategy RL can improve on (binary search)."""
 
     name = "guess"
 
     def __init__(self, high: int = 100, n_test: int = 200, n_train: int = 10_000, seed: int = SPLIT_SEED) -> None:
         rng = random.Random(seed)
         prompt = f"Guess my number from 1 to {high}."
-        examples = [Example(prompt, str(rng.randint(1, high)), "") for _ in range(n_test + n_train)]
+        examples = []
+        for _ in range(n_test + n_train):
+            secret, low, top, lines = rng.randint(1, high), 1, high, []
+            while True:
+                guess = rng.randint(low, top)
+                lines.append(f"{guess}.")
+                if guess == secret:
+                    break
+                low, top = (guess + 1, top) if guess < secret else (low, guess - 1)
+                lines.append(f"\n{'higher' if guess < secret else 'lower'}\n")
+            examples.append(Example(prompt, str(secret), "".join(lines)))
         super().__init__(train=examples[n_test:], test=examples[:n_test])
 
 
 class GuessNumberEnvironment(Environment):
-    """Guess the secret; each wrong guess gets "higher" or "lower". Finding it on turn t scores 1 - (t - 1) /
-    max_turns: fewer turns, more reward (binary search needs 7 turns for 1..100)."""
+    """Guess the secret; each wrong guess gets "higher" or "lower". A guess is a number followed by "." (which ends
+    the turn). Finding it on turn t scores 1 - (t - 1) / max_turns: fewer turns, more reward (binary search needs
+    at most 7 turns for 1..100)."""
 
-    def __init__(self, high: int = 100, max_turns: int = 8, n_test: int = 200) -> None:
+    stop_strings = (".",)
+
+    def __init__(self, high: int = 100, max_turns: int = 10, n_test: int = 200) -> None:
         self.high, self.max_turns, self.n_test = high, max_turns, n_test
         self.secret, self.turn = 0, 0
 
     def make_task(self) -> Task:
-        return GuessTask(self.high, self.n_test)
+        return guess_task(self.high, self.n_test)
 
     def reset(self, example: Example) -> list[Message]:
         self.secret, self.turn, self.solved = int(example.answer), 0, False
@@ -174,14 +188,19 @@ class GuessNumberEnvironment(Environment):
 
     def step(self, assistant_text: str) -> tuple[list[Message], float, bool]:
         self.turn += 1
-        guess = last_number(assistant_text)
-        if guess is None:
+        numbers = re.findall(r"\d+", assistant_text)
+        if not numbers:
             return [{"role": "user", "content": "a number"}], 0.0, False
-        value = float(guess.replace(",", ""))
+        value = int(numbers[-1])
         if value == self.secret:
             self.solved = True
             return [], 1.0 - (self.turn - 1) / self.max_turns, True
         return [{"role": "user", "content": "higher" if value < self.secret else "lower"}], 0.0, False
+
+
+@functools.cache
+def guess_task(high: int, n_test: int) -> Task:
+    return GuessTask(high, n_test)
 
 
 ENVIRONMENTS: dict[str, type] = {

@@ -156,6 +156,9 @@ def test_the_built_in_environments_score_turns_as_documented():
     assert calc.step(str(int(a) * int(b))) == ([], 1.0, True) and calc.solved
 
     guess = GuessNumberEnvironment(max_turns=8)
+    assert guess.make_task().train[0].target.endswith(".") and "\nhigher\n" in "".join(
+        e.target for e in guess.make_task().train[:20]
+    )
     guess.reset(guess.make_task().test[0])
     secret = guess.secret
     assert guess.step(str(secret - 1))[0] == [{"role": "user", "content": "higher"}]
