@@ -1,4 +1,5 @@
-"""LoRA on both model kinds, and Hugging Face models against transformers itself (tiny models built in-process)."""
+"""LoRA on both model kinds, and Hugging Face models against transformers itself (tiny models built in-process).
+Tests taking `device` run where `pytest --device` says."""
 
 import pytest
 import torch
@@ -30,16 +31,16 @@ def tiny_hf_llama(seed: int = 0, tie: bool = True):
     return model
 
 
-def both_kinds():
+def both_kinds(device="cpu"):
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=TOKENIZER.vocab_size, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64)
-    return [Transformer(config).eval(), HFCausalLM(tiny_hf_llama()).eval()]
+    return [Transformer(config).eval().to(device), HFCausalLM(tiny_hf_llama()).eval().to(device)]
 
 
 @pytest.mark.parametrize("kind", [0, 1], ids=["builtin", "hf"])
-def test_lora_with_zero_B_leaves_outputs_unchanged_and_merges_exactly(kind, tmp_path):
-    model = both_kinds()[kind]
-    tokens = torch.randint(3, TOKENIZER.vocab_size, (2, 9))
+def test_lora_with_zero_B_leaves_outputs_unchanged_and_merges_exactly(kind, tmp_path, device):
+    model = both_kinds(device)[kind]
+    tokens = torch.randint(3, TOKENIZER.vocab_size, (2, 9), device=device)
     before = model(tokens)
     names = apply_lora(model, rank=4, alpha=8.0)
     assert len(names) == 2 * 7 and all(isinstance(layer, LoRALinear) for layer in lora_layers(model))
@@ -57,37 +58,37 @@ def test_lora_with_zero_B_leaves_outputs_unchanged_and_merges_exactly(kind, tmp_
     unmerge_lora(model)
     torch.testing.assert_close(model(tokens), adapted, atol=1e-5, rtol=1e-5)
     save_adapters(model, tmp_path / "adapter")
-    fresh = both_kinds()[kind]
+    fresh = both_kinds(device)[kind]
     load_adapters(fresh, tmp_path / "adapter")
     torch.testing.assert_close(fresh(tokens), adapted, atol=1e-6, rtol=1e-6)
 
 
-def test_lora_trains_only_the_adapters():
-    model = both_kinds()[0].train()
+def test_lora_trains_only_the_adapters(device):
+    model = both_kinds(device)[0].train()
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
     apply_lora(model, rank=2, targets=("q_proj", "v_proj"))
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    model(torch.randint(3, 50, (2, 6))).sum().backward()
+    model(torch.randint(3, 50, (2, 6), device=device)).sum().backward()
     optimizer.step()
     for name, param in model.named_parameters():
         if "lora_" not in name:
             assert torch.equal(param, base[name.replace(".base.", ".")])
 
 
-def test_builtin_copy_of_an_hf_llama_gives_the_same_logits():
-    hf_model = tiny_hf_llama(tie=False)
+def test_builtin_copy_of_an_hf_llama_gives_the_same_logits(device):
+    hf_model = tiny_hf_llama(tie=False).to(device)
     ours = from_hf_llama(hf_model)
-    ids, mask = pad_sequences(PROMPTS, 0, "left")
+    ids, mask = pad_sequences(PROMPTS, 0, "left", device)
     theirs = hf_model(input_ids=ids, attention_mask=mask.long()).logits
     positions = (mask.long().cumsum(1) - 1).clamp(min=0)
     torch.testing.assert_close(ours(ids, positions, mask)[mask], theirs[mask], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["builtin-copy", "hf-wrapper"])
-def test_greedy_matches_transformers_generate_token_for_token(native):
-    hf_model = tiny_hf_llama()
+def test_greedy_matches_transformers_generate_token_for_token(native, device):
+    hf_model = tiny_hf_llama().to(device)
     model = from_hf_llama(hf_model) if native else HFCausalLM(hf_model)
-    ids, mask = pad_sequences(PROMPTS, TOKENIZER.pad_id, "left")
+    ids, mask = pad_sequences(PROMPTS, TOKENIZER.pad_id, "left", device)
     expected = hf_model.generate(
         input_ids=ids, attention_mask=mask.long(), max_new_tokens=12, do_sample=False,
         pad_token_id=TOKENIZER.pad_id, eos_token_id=TOKENIZER.eos_id,
@@ -131,9 +132,9 @@ def test_every_llm_trainer_checks_its_lora_fields(trainer, setting, message):
         plainrl.train(trainer, set_items=[setting], progress=False)
 
 
-def test_gradient_checkpointing_of_a_hugging_face_model_gives_the_same_gradients():
-    model = HFCausalLM(tiny_hf_llama()).train()
-    tokens = torch.randint(3, TOKENIZER.vocab_size, (2, 9))
+def test_gradient_checkpointing_of_a_hugging_face_model_gives_the_same_gradients(device):
+    model = HFCausalLM(tiny_hf_llama()).train().to(device)
+    tokens = torch.randint(3, TOKENIZER.vocab_size, (2, 9), device=device)
 
     def gradients() -> list[torch.Tensor]:
         model.zero_grad()

@@ -53,17 +53,19 @@ def test_ppo_losses_match_hand_computation():
     assert clip_fraction.item() == pytest.approx(0.5)
 
 
-def test_the_critic_sees_completion_positions_only():
+def test_the_critic_sees_completion_positions_only(device):
     """Value t is the critic's output just before completion token t, and no gradient reaches the outputs at
     prompt or padding positions."""
     torch.manual_seed(0)
-    model, tokenizer = load_policy("tiny")
+    model, tokenizer = load_policy("tiny", device)
     prompts = [tokenizer.prompt_ids("12+34="), tokenizer.prompt_ids("1+2=")]
-    rollout = generate(model, tokenizer, prompts, SamplingParams(max_new_tokens=4), torch.Generator().manual_seed(0))
-    critic = ScalarModel(model)
+    rollout = generate(
+        model, tokenizer, prompts, SamplingParams(max_new_tokens=4), torch.Generator(device).manual_seed(0)
+    )
+    critic = ScalarModel(model).to(device)
     outputs = []
     critic.head.register_forward_hook(lambda module, args, out: outputs.append(out) or out.retain_grad())
-    rows = torch.arange(2)
+    rows = torch.arange(2, device=device)
     values = ppo.completion_values(critic, rollout, rows)
     mask = rollout.completion_mask
     assert (values[~mask] == 0).all()
@@ -71,7 +73,7 @@ def test_the_critic_sees_completion_positions_only():
     for row in range(2):  # value of token t == the critic on the prompt + the completion's first t tokens
         prompt = rollout.prompt_ids[row][rollout.prompt_mask[row]].tolist()
         for t in range(int(mask[row].sum())):
-            ids = torch.tensor([prompt + rollout.completion_ids[row, :t].tolist()])
+            ids = torch.tensor([prompt + rollout.completion_ids[row, :t].tolist()], device=device)
             assert values[row, t].item() == pytest.approx(critic(ids)[0, -1].item(), abs=1e-4)
     values[mask.clone()].sum().backward()
     grad = outputs[0].grad.squeeze(-1)  # (B, P + N)
