@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from plainrl.kit.distributed import fsdp_modules
 from plainrl.kit.errors import ConfigError
 from plainrl.llm.model import Transformer
 
@@ -61,11 +62,13 @@ def decode_mode(mode: str, model: Any, device: torch.device) -> str:
     (the only model with a fixed-shape forward) and dynamic otherwise."""
     if mode not in ("auto", "dynamic", "static", "graph"):
         raise ConfigError(f"decode = {mode!r} is not one of auto, dynamic, static, graph")
-    fixed_shapes = isinstance(model, Transformer)
+    # The built-in model has the fixed-shape forward; an FSDP-sharded one gathers its weights in hooks, which a
+    # graph would not replay.
+    fixed_shapes = isinstance(model, Transformer) and not fsdp_modules(model)
     if mode == "auto":
         return "graph" if fixed_shapes and device.type == "cuda" else "dynamic"
     if mode != "dynamic" and not fixed_shapes:
-        raise ConfigError(f"decode = {mode!r} needs the built-in model (a fixed-shape forward); use dynamic")
+        raise ConfigError(f"decode = {mode!r} needs the built-in model, unsharded (a fixed-shape forward); use dynamic")
     if mode == "graph" and device.type != "cuda":
         raise ConfigError(f"decode = 'graph' needs a CUDA device, not {device.type}; use static or dynamic")
     return mode
