@@ -33,7 +33,11 @@ def train(
     algo: Annotated[str, typer.Argument(help="Algorithm or trainer name; see `plainrl list`.")],
     env: Annotated[str | None, typer.Option(help="Gymnasium id, or module:ClassName / module:factory.")] = None,
     task: Annotated[
-        str | None, typer.Option(help="LLM trainers: arithmetic[:digits=2,ops=+-*], countdown, or a .jsonl file.")
+        str | None,
+        typer.Option(
+            help="LLM trainers: arithmetic[:digits=2,ops=+-*], countdown, gsm, or a .json/.jsonl/.parquet file "
+            "or a datasets folder."
+        ),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="LLM trainers: tiny, smollm2-135m, a Hugging Face folder or an LLM run folder.")
@@ -173,7 +177,12 @@ def plot(
 @app.command("eval-llm")
 def eval_llm(
     model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a Hugging Face folder, or an LLM run folder.")],
-    task: Annotated[str, typer.Option(help="arithmetic[:digits=2,ops=+-*], countdown, or a .jsonl file.")],
+    task: Annotated[
+        str,
+        typer.Option(
+            help="arithmetic[:digits=2,ops=+-*], countdown, gsm, or a .json/.jsonl/.parquet file or datasets folder."
+        ),
+    ],
     n: Annotated[int, typer.Option(help="Held-out examples (the first N of the fixed test split).")] = 200,
     greedy: Annotated[bool, typer.Option(help="Greedy decoding (else sample at --temperature).")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
