@@ -269,3 +269,13 @@ class FullState:
             set_optimizer_state_dict(self.model, self.optimizer, state, options=self._options())
         else:
             set_model_state_dict(self.model, state, options=self._options())
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, world: World | None = None) -> torch.Tensor:
+    """(x - mean) / std over the entries where mask is True (on every rank of `world`); 0 elsewhere."""
+    world = world or World()
+    mask_f = mask.float()
+    n = world.sum(mask_f.sum()).clamp(min=1)
+    mean = world.sum((x * mask_f).sum()) / n
+    variance = world.sum((((x - mean) * mask_f) ** 2).sum()) / n
+    return (x - mean) * torch.rsqrt(variance + 1e-8) * mask_f

@@ -44,7 +44,7 @@ import torch
 
 from plainrl.kit import distributed
 from plainrl.kit.config import require, require_ranges
-from plainrl.kit.distributed import Shard, World
+from plainrl.kit.distributed import Shard, World, masked_whiten
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
@@ -57,6 +57,8 @@ from plainrl.llm.rewards import RewardScores, check_reward_fields, rewards_by_na
 KL_ESTIMATORS = ("k1", "k2", "k3", "k3_is")
 KL_PLACES = ("loss", "reward")
 AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
+POLICY_LOSSES = ("grpo", "gspo", "cispo")
+ADVANTAGES = ("group", "rloo", "reinforce++")
 
 
 @dataclass
@@ -78,8 +80,14 @@ class Config(PolicyConfig):
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
     loss_aggregation: str = "sequence_mean"
+    policy_loss: str = "grpo"  # grpo | gspo (one length-normalised ratio per sequence) | cispo (clipped IS weight)
+    advantage_estimator: str = "group"  # group (GRPO) | rloo (leave-one-out) | reinforce++ (KL in the reward)
     scale_rewards: bool = True  # divide advantages by the group's reward std
     drop_zero_variance_groups: bool = False
+    length_penalty: float = 0.0  # Kimi k1.5's length reward, with this weight (0: off)
+    overlong_buffer: int = 0  # DAPO's soft overlong penalty over the last N tokens before max_new_tokens (0: off)
+    overlong_penalty: float = 1.0  # ... reaching this at max_new_tokens
+    mask_truncated: bool = False  # DAPO's overlong filtering: completions cut at max_new_tokens leave the loss
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -108,6 +116,14 @@ class Config(PolicyConfig):
             f"kl_estimator = {self.kl_estimator!r} is not one of {', '.join(KL_ESTIMATORS)}",
         )
         require(self.kl_in in KL_PLACES, f"kl_in = {self.kl_in!r} is not one of {', '.join(KL_PLACES)}")
+        for name, allowed in (("policy_loss", POLICY_LOSSES), ("advantage_estimator", ADVANTAGES)):
+            value = getattr(self, name)
+            require(value in allowed, f"{name} = {value!r} is not one of {', '.join(allowed)}")
+        require_ranges(self, non_negative=("length_penalty", "overlong_penalty", "overlong_buffer"))
+        require(
+            self.overlong_buffer < self.max_new_tokens,
+            f"overlong_buffer = {self.overlong_buffer} must be < max_new_tokens = {self.max_new_tokens}",
+        )
         require(
             self.loss_aggregation in AGGREGATIONS,
             f"loss_aggregation = {self.loss_aggregation!r} is not one of {', '.join(AGGREGATIONS)}",
@@ -135,6 +151,40 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True)
     if scale:
         centred = centred / (groups.std(dim=1, keepdim=True) + 1e-4)
     return centred.flatten()
+
+
+def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO (Ahmadian et al. 2024): A_i = r_i - mean of the other G - 1 rewards of its group, (B*G,) -> (B*G,)."""
+    groups = rewards.view(-1, group_size)
+    others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).flatten()
+
+
+def reinforce_pp_advantages(
+    rewards: torch.Tensor, token_kl: torch.Tensor, mask: torch.Tensor, beta: float, world: World | None = None
+) -> torch.Tensor:
+    """REINFORCE++ (Hu 2025): token rewards -beta KL_t, plus r on the last token; the advantage of token t is its
+    return (gamma = 1), A_t = r - beta sum_{s >= t} KL_s, whitened over every completion token of the batch
+    (all ranks) instead of within the group. (B,), (B, N), (B, N) -> (B, N), 0 where masked."""
+    kl_to_go = (token_kl * mask).flip(1).cumsum(1).flip(1)
+    return masked_whiten((rewards[:, None] - beta * kl_to_go) * mask, mask, world)
+
+
+def kimi_length_rewards(lengths: torch.Tensor, correct: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Kimi k1.5 (section 2.3.3): lambda_i = 0.5 - (len_i - min_len) / (max_len - min_len) over the group; a correct
+    answer gets lambda_i, a wrong one min(0, lambda_i): short and right is best, long and wrong worst. A group of
+    one length gets 0. (B*G,) lengths and 0/1 correctness -> (B*G,)."""
+    groups = lengths.float().view(-1, group_size)
+    low, high = groups.min(dim=1, keepdim=True).values, groups.max(dim=1, keepdim=True).values
+    lam = torch.where(high > low, 0.5 - (groups - low) / (high - low).clamp(min=1e-8), torch.zeros_like(groups))
+    return torch.where(correct.view(-1, group_size).bool(), lam, lam.clamp(max=0)).flatten()
+
+
+def overlong_rewards(lengths: torch.Tensor, max_new_tokens: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment: 0 up to max_new_tokens - buffer tokens, then falling linearly to -1 at
+    max_new_tokens. (B,) -> (B,)."""
+    start = max_new_tokens - buffer
+    return ((start - lengths.float()) / buffer).clamp(min=-1.0, max=0.0)
 
 
 def kl_penalty(
@@ -172,8 +222,18 @@ def grpo_loss(
     kl_estimator: str = "k3",
     total_rows: torch.Tensor | float | None = None,
     total_tokens: torch.Tensor | float | None = None,
+    policy_loss: str = "grpo",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The GRPO loss on a batch of completions. logprobs, old_logprobs, ref_logprobs, mask: (B, N); advantages: (B,).
+    """The GRPO loss on a batch of completions. logprobs, old_logprobs, ref_logprobs, mask: (B, N); advantages: (B,)
+    or per token (B, N) (REINFORCE++).
+
+    policy_loss, the clipped surrogate L_t of the module doc in three forms (ratio_t = pi / pi_old per token):
+        grpo   min(ratio_t A, clip(ratio_t, 1 - eps_low, 1 + eps_high) A)
+        gspo   (Zheng et al. 2025) s = exp(mean_t log ratio_t), one ratio per sequence, length-normalised;
+               min(s A, clip(s, 1 - eps_low, 1 + eps_high) A) on every token of the sequence (GSPO's own eps are
+               about 3e-4 and 4e-4), so sequence_mean is the paper's objective
+        cispo  (MiniMax-M1) sg(clip(ratio_t, 1 - eps_low, 1 + eps_high)) A log pi_t: the IS weight is clipped and
+               detached, so every token keeps a gradient (the clipped ones too), token_mean in the paper
 
     total_rows, total_tokens: the completions and tokens of the whole batch when this is one rank's part of it (the
     loss is then this rank's share of the batch loss); default: this batch's own. Returns (loss, diagnostics: kl,
@@ -183,8 +243,16 @@ def grpo_loss(
     total_rows = mask.shape[0] if total_rows is None else total_rows
     total_tokens = mask.sum() if total_tokens is None else total_tokens
     ratio = torch.exp(logprobs - old_logprobs)
-    A = advantages[:, None]
-    surrogate = torch.min(ratio * A, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * A)
+    A = advantages[:, None] if advantages.dim() == 1 else advantages
+    if policy_loss == "gspo":
+        ratio = torch.exp(((logprobs - old_logprobs) * mask).sum(1) / mask.sum(1).clamp(min=1))[:, None]  # (B, 1)
+        surrogate = torch.min(ratio * A, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * A).expand_as(mask)
+    elif policy_loss == "cispo":
+        surrogate = ratio.clamp(1 - epsilon_low, 1 + epsilon_high).detach() * A * logprobs
+    elif policy_loss == "grpo":
+        surrogate = torch.min(ratio * A, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * A)
+    else:
+        raise ConfigError(f"policy_loss = {policy_loss!r} is not one of {', '.join(POLICY_LOSSES)}")
     per_token = -surrogate
     diagnostics: dict[str, torch.Tensor] = {}
     if beta > 0 and ref_logprobs is not None:
@@ -201,6 +269,7 @@ def grpo_loss(
         raise ConfigError(f"loss_aggregation = {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
     with torch.no_grad():
         tokens = mask.sum().clamp(min=1)
+        ratio, A = ratio.expand_as(mask), A.expand_as(mask)  # gspo: the sequence's ratio on each of its tokens
         diagnostics["clip_low_fraction"] = (((ratio < 1 - epsilon_low) & (A < 0)).float() * mask).sum() / tokens
         diagnostics["clip_high_fraction"] = (((ratio > 1 + epsilon_high) & (A > 0)).float() * mask).sum() / tokens
     return loss, diagnostics
@@ -270,32 +339,52 @@ def train(config: Config, run: Run) -> Any:
             )
         else:  # the environment's rewards: each conversation's return
             scores = RewardScores(conversations.returns, {"environment": conversations.returns}, {})
-        rewards, kl_metrics = scores.total, {}
-        if ref_logprobs is not None:  # the k1 estimate: unbiased for KL(pi || pi_ref) per token, the same in every run
-            real = rollout.completion_mask
-            kl_metrics["kl_k1"] = float(((rollout.logprobs - ref_logprobs) * real).sum() / real.sum().clamp(min=1))
-        if config.kl_in == "reward" and ref_logprobs is not None:  # r_i - beta sum_t KL_t, on the sampler's log-probs
-            token_kl = kl_penalty(rollout.logprobs, ref_logprobs, config.kl_estimator) * rollout.completion_mask
-            rewards = rewards - config.beta * token_kl.sum(dim=1).cpu()
-            kl_metrics["kl"] = float(token_kl.sum() / rollout.completion_mask.sum().clamp(min=1))
-        advantages = group_advantages(rewards, G, config.scale_rewards).to(device)
-        loss_mask = rollout.completion_mask
-        if config.drop_zero_variance_groups:  # masked, not removed: every rank keeps the same minibatch shapes
-            varied = scores.total.view(-1, G).std(dim=1) > 0
-            loss_mask = loss_mask & varied.repeat_interleave(G).to(device)[:, None]
-        kept_rows = world.sum(loss_mask.any(dim=1).sum())  # over all ranks
         if conversations is None:
             correct = [
                 task.is_correct(t, ex.answer, **ex.columns) for t, ex in zip(rollout.texts, examples, strict=True)
             ]
         else:
             correct = conversations.solved
+        rewards, kl_metrics, shaping = scores.total, {}, {}
+        lengths = rollout.completion_mask.sum(dim=1).cpu()  # the model's tokens of each completion
+        if config.length_penalty > 0:  # Kimi k1.5: short and right is best, long and wrong worst
+            shaping["reward/length"] = kimi_length_rewards(lengths, torch.tensor(correct), G)
+            rewards = rewards + config.length_penalty * shaping["reward/length"]
+        if config.overlong_buffer > 0:  # DAPO: completions near max_new_tokens lose up to overlong_penalty
+            shaping["reward/overlong"] = overlong_rewards(lengths, config.max_new_tokens, config.overlong_buffer)
+            rewards = rewards + config.overlong_penalty * shaping["reward/overlong"]
+        token_kl = torch.zeros_like(rollout.logprobs)
+        if ref_logprobs is not None:  # the k1 estimate: unbiased for KL(pi || pi_ref) per token, the same in every run
+            real = rollout.completion_mask
+            kl_metrics["kl_k1"] = float(((rollout.logprobs - ref_logprobs) * real).sum() / real.sum().clamp(min=1))
+            token_kl = kl_penalty(rollout.logprobs, ref_logprobs, config.kl_estimator) * rollout.completion_mask
+        kl_in_reward = config.kl_in == "reward" or config.advantage_estimator == "reinforce++"
+        if kl_in_reward and ref_logprobs is not None:  # on the sampler's log-probs
+            kl_metrics["kl"] = float(token_kl.sum() / rollout.completion_mask.sum().clamp(min=1))
+        if config.advantage_estimator == "reinforce++":  # A_t = r - beta sum_{s>=t} KL_s, whitened over the batch
+            advantages = reinforce_pp_advantages(rewards.to(device), token_kl, rollout.completion_mask, config.beta,
+                                                 world)  # fmt: skip
+        else:
+            if config.kl_in == "reward":  # r_i - beta sum_t KL_t
+                rewards = rewards - config.beta * token_kl.sum(dim=1).cpu()
+            if config.advantage_estimator == "rloo":
+                advantages = rloo_advantages(rewards, G).to(device)
+            else:
+                advantages = group_advantages(rewards, G, config.scale_rewards).to(device)
+        loss_mask = rollout.completion_mask
+        if config.drop_zero_variance_groups:  # masked, not removed: every rank keeps the same minibatch shapes
+            varied = scores.total.view(-1, G).std(dim=1) > 0
+            loss_mask = loss_mask & varied.repeat_interleave(G).to(device)[:, None]
+        if config.mask_truncated:  # DAPO's overlong filtering: a cut completion says nothing about its answer
+            cut = torch.tensor([reason == "length" for reason in rollout.finish_reasons], device=device)
+            loss_mask = loss_mask & ~cut[:, None]
+        kept_rows = world.sum(loss_mask.any(dim=1).sum())  # over all ranks
 
         # 3. Optimise: num_iterations passes over the rollouts, num_minibatches optimizer steps each.
         update_start = time.perf_counter()
         totals: dict[str, float] = {}
         updates = 0
-        beta_in_loss = config.beta if config.kl_in == "loss" else 0.0
+        beta_in_loss = 0.0 if kl_in_reward else config.beta
         if kept_rows > 0:
             for _iteration in range(config.num_iterations):
                 order = torch.randperm(len(rows), generator=rng).to(device)
@@ -311,7 +400,7 @@ def train(config: Config, run: Run) -> Any:
                         logprobs, mb_old, advantages[mb_rows], mb_mask,
                         config.epsilon_low, config.epsilon_high, config.loss_aggregation, config.max_new_tokens,
                         beta_in_loss, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
-                        total_rows, total_tokens,
+                        total_rows, total_tokens, config.policy_loss,
                     )  # fmt: skip
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -329,6 +418,7 @@ def train(config: Config, run: Run) -> Any:
         # 4. Log (reward parts, accuracy, KL, clipping, lengths, speed), evaluate, checkpoint.
         metrics = {
             **scores.metrics(),
+            **{name: float(value.mean()) for name, value in shaping.items()},
             **kl_metrics,
             **{name: value / updates for name, value in totals.items()},
             "train_accuracy": sum(correct) / len(correct),

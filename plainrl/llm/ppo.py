@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from plainrl.kit import distributed
 from plainrl.kit.buffers import compute_gae
 from plainrl.kit.config import require, require_ranges
-from plainrl.kit.distributed import World
+from plainrl.kit.distributed import World, masked_whiten
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.llm.config import PolicyConfig
 from plainrl.llm.evaluate import evaluation_due, held_out_accuracy
@@ -143,16 +143,6 @@ def padded_turns(conversations: Conversations, device: torch.device) -> tuple[to
     rewards = [r + [0.0] * (K - len(r)) for r in conversations.turn_rewards]
     ends = [e + [e[-1]] * (K - len(e)) for e in conversations.turn_ends]
     return torch.tensor(rewards, device=device), torch.tensor(ends, device=device)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, world: World | None = None) -> torch.Tensor:
-    """(x - mean) / std over the entries where mask is True (on every rank of `world`); 0 elsewhere."""
-    world = world or World()
-    mask_f = mask.float()
-    n = world.sum(mask_f.sum()).clamp(min=1)
-    mean = world.sum((x * mask_f).sum()) / n
-    variance = world.sum((((x - mean) * mask_f) ** 2).sum()) / n
-    return (x - mean) * torch.rsqrt(variance + 1e-8) * mask_f
 
 
 def completion_values(critic: ScalarModel, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:
