@@ -33,6 +33,7 @@ SETUPS = {
     "smollm2": dict(
         environment="calculator:tool_fraction=0", model="smollm2-135m", sft_steps=0, sft=[],
         grpo=["lora_rank=16", "learning_rate=1e-4", "prompts_per_step=4", "group_size=8", "max_new_tokens=64",
+              "num_minibatches=4",
               "beta=0", "eval_every=10", "temperature=1.0", "torch_threads=2", "eval_batch_size=50"],
     ),
 }  # fmt: skip

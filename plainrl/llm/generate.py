@@ -203,10 +203,12 @@ def completion_logprobs_entropy(
     else:
         logits = model(ids, positions_from_mask(mask), mask)[:, P - 1 : -1]
     logits = logits.float() / temperature  # (b, N, V): position P - 1 + t predicts completion token t
-    log_probs_all = logits.log_softmax(dim=-1)  # (b, N, V)
-    logprobs = log_probs_all.gather(2, rollout.completion_ids[rows][..., None]).squeeze(2)
+    # log p(token) = logit - logsumexp: backward keeps the logits only, not a second (b, N, V) tensor of log-probs
+    # (with a 49k vocabulary each is 200 KB a token)
+    normaliser = torch.logsumexp(logits, dim=-1)  # (b, N)
+    logprobs = logits.gather(2, rollout.completion_ids[rows][..., None]).squeeze(2) - normaliser
     with torch.no_grad():
-        entropy = -(log_probs_all.exp() * log_probs_all).sum(-1)
+        entropy = normaliser - (logits.softmax(dim=-1) * logits).sum(-1)  # -sum p log p = lse - sum p x
     completion_mask = rollout.completion_mask[rows]
     return logprobs.masked_fill(~completion_mask, 0.0), entropy.masked_fill(~completion_mask, 0.0)
 
