@@ -25,6 +25,11 @@ completions), "token_mean" (DAPO, arXiv 2503.14476: every token of the batch wei
 "constant" (Dr. GRPO, arXiv 2503.20783: sum over tokens divided by batch size x max_new_tokens, so neither
 length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high > epsilon_low.
 
+Variants (docs/grpo.md): policy_loss = gspo (one length-normalised ratio per sequence, clipped) | cispo (the IS
+weight clipped and detached, every token keeps its gradient); advantage_estimator = rloo (A_i = r_i - the mean of
+the others) | reinforce++ (A_t = r - beta sum_{s>=t} KL_s, whitened over the batch); length_penalty (Kimi k1.5's
+length reward); overlong_buffer / overlong_penalty and mask_truncated (DAPO's overlong shaping and filtering).
+
 With an `environment` (environments.py) each sample is a conversation (multi_turn.py): the model's turns and the
 environment's replies in one token sequence, the replies masked out of the loss, the KL term and the entropy;
 the conversation's return (the sum of its turn rewards) is r_i.
