@@ -28,7 +28,8 @@ length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high
 Variants (docs/grpo.md): policy_loss = gspo (one length-normalised ratio per sequence, clipped) | cispo (the IS
 weight clipped and detached, every token keeps its gradient); advantage_estimator = rloo (A_i = r_i - the mean of
 the others) | reinforce++ (A_t = r - beta sum_{s>=t} KL_s, whitened over the batch); length_penalty (Kimi k1.5's
-length reward); overlong_buffer / overlong_penalty and mask_truncated (DAPO's overlong shaping and filtering).
+length reward); overlong_buffer / overlong_penalty and mask_truncated (DAPO's overlong shaping and filtering);
+dynamic_sampling (DAPO: more prompts until prompts_per_step groups have differing rewards).
 
 With an `environment` (environments.py) each sample is a conversation (multi_turn.py): the model's turns and the
 environment's replies in one token sequence, the replies masked out of the loss, the KL term and the entropy;
@@ -58,6 +59,7 @@ from plainrl.llm.generate import SamplingParams, completion_logprobs_entropy, ge
 from plainrl.llm.multi_turn import conversation_metrics, rollout_conversations
 from plainrl.llm.policies import build_policy, checkpointed, frozen_copy, load_policy, model_prompt
 from plainrl.llm.rewards import RewardScores, check_reward_fields, rewards_by_name
+from plainrl.llm.sampling import select_rollouts
 
 KL_ESTIMATORS = ("k1", "k2", "k3", "k3_is")
 KL_PLACES = ("loss", "reward")
@@ -89,6 +91,8 @@ class Config(PolicyConfig):
     advantage_estimator: str = "group"  # group (GRPO) | rloo (leave-one-out) | reinforce++ (KL in the reward)
     scale_rewards: bool = True  # divide advantages by the group's reward std
     drop_zero_variance_groups: bool = False
+    dynamic_sampling: bool = False  # DAPO: draw more prompts until prompts_per_step groups have differing rewards
+    max_rounds: int = 4  # ... at most this many draws a step (then the groups found so far)
     length_penalty: float = 0.0  # Kimi k1.5's length reward, with this weight (0: off)
     overlong_buffer: int = 0  # DAPO's soft overlong penalty over the last N tokens before max_new_tokens (0: off)
     overlong_penalty: float = 1.0  # ... reaching this at max_new_tokens
@@ -124,7 +128,10 @@ class Config(PolicyConfig):
         for name, allowed in (("policy_loss", POLICY_LOSSES), ("advantage_estimator", ADVANTAGES)):
             value = getattr(self, name)
             require(value in allowed, f"{name} = {value!r} is not one of {', '.join(allowed)}")
-        require_ranges(self, non_negative=("length_penalty", "overlong_penalty", "overlong_buffer"))
+        require(not (self.dynamic_sampling and self.environment), "dynamic_sampling works on single completions, "
+                "not with an environment")  # fmt: skip
+        require_ranges(self, non_negative=("length_penalty", "overlong_penalty", "overlong_buffer"),
+                       at_least_one=("max_rounds",))  # fmt: skip
         require(
             self.overlong_buffer < self.max_new_tokens,
             f"overlong_buffer = {self.overlong_buffer} must be < max_new_tokens = {self.max_new_tokens}",
@@ -142,7 +149,9 @@ MULTI_TURN = True  # environment = ...: conversations (multi_turn.py) instead of
 
 
 def check_world(config: Config, world: World) -> None:
-    """Enough completions on every rank for its num_minibatches."""
+    """Enough completions on every rank for its num_minibatches; dynamic sampling in one process only."""
+    require(not config.dynamic_sampling, "dynamic_sampling draws a batch of its own size in each process: "
+            "train it in one process (ranks would keep different numbers of groups)")  # fmt: skip
     rows = config.prompts_per_step // world.size * config.group_size
     require(config.num_minibatches <= rows, f"num_minibatches = {config.num_minibatches} must be <= the {rows} "
             f"completions each of the {world.size} processes holds")  # fmt: skip
@@ -190,6 +199,31 @@ def overlong_rewards(lengths: torch.Tensor, max_new_tokens: int, buffer: int) ->
     max_new_tokens. (B,) -> (B,)."""
     start = max_new_tokens - buffer
     return ((start - lengths.float()) / buffer).clamp(min=-1.0, max=0.0)
+
+
+def varied_groups(rewards: torch.Tensor, group_size: int) -> list[int]:
+    """The groups whose rewards are not all equal (DAPO's dynamic sampling keeps these)."""
+    return (rewards.view(-1, group_size).std(dim=1) > 0).nonzero().flatten().tolist()
+
+
+def keep_groups(parts: list[tuple[Any, ...]], wanted: int, group_size: int, pad_id: int) -> tuple[Any, ...]:
+    """(examples, prompts, rollout, scores) of the first `wanted` kept groups of several draws, each part being
+    (examples, prompts, rollout, scores, kept group indices); the first draw whole if no group was kept."""
+    if not any(part[-1] for part in parts):
+        return parts[0][:4]
+    chosen, left = [], wanted
+    for examples, prompts, rollout, scores, kept in parts:
+        rows = [g * group_size + j for g in kept[:left] for j in range(group_size)]
+        left -= len(kept[:left])
+        if rows:
+            chosen.append((examples, prompts, rollout, scores, rows))
+    scores = RewardScores(
+        torch.cat([s.total[rows] for *_, s, rows in chosen]),
+        {name: torch.cat([s.parts[name][rows] for *_, s, rows in chosen]) for name in chosen[0][3].parts},
+        {name: sum(s.failures.get(name, 0) for *_, s, _ in chosen) for name in chosen[0][3].failures},
+    )
+    return ([e[i] for e, _, _, _, rows in chosen for i in rows], [p[i] for _, p, _, _, rows in chosen for i in rows],
+            select_rollouts([(r, rows) for _, _, r, _, rows in chosen], pad_id), scores)  # fmt: skip
 
 
 def kl_penalty(
@@ -303,28 +337,45 @@ def train(config: Config, run: Run) -> Any:
     G = config.group_size
     samples = Shard(groups.start * G, groups.stop * G, groups.total * G)  # this rank's completions of the batch
 
+    def draw(rng: torch.Generator, generator: torch.Generator) -> tuple[Any, ...]:
+        """(examples, prompts, rollout, conversations or None, environments, reward scores) of prompts_per_step
+        prompts (this rank's groups), G samples each."""
+        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()[groups.rows]
+        examples = [task.train[i] for i in picks for _ in range(G)]
+        prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
+        if task.environment is not None:  # multi-turn: one conversation per sample, env tokens out of the loss
+            envs = [task.environment() for _ in examples]
+            conversations = rollout_conversations(model, tokenizer, envs, examples, sampling, generator,
+                                                  config.max_env_tokens, shard=samples)  # fmt: skip
+            returns = conversations.returns  # each conversation's return is its reward
+            return examples, prompts, conversations.rollout, conversations, envs, RewardScores(
+                returns, {"environment": returns}, {})  # fmt: skip
+        rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling, generator,
+                           draft=draft, draft_k=config.draft_k, shard=samples)  # fmt: skip
+        scores = reward_set.score(
+            prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
+        )
+        return examples, prompts, rollout, None, [], scores
+
     stateful = checkpointed(optimizer, model=model)
     run.restore(stateful)
     step = run.start_step
 
     while step < config.total_steps:
-        # 1. Rollouts: G completions for each prompt, sampled from the current policy (= pi_old).
+        # 1. Rollouts: G completions for each prompt, sampled from the current policy (= pi_old), and their rewards.
         rollout_start = time.perf_counter()
         rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # data and samples: f(seed, step)
-        picks = torch.randint(len(task.train), (config.prompts_per_step,), generator=rng).tolist()[groups.rows]
-        examples = [task.train[i] for i in picks for _ in range(G)]
-        prompts = [model_prompt(task, ex, tokenizer) for ex in examples]
-        model.eval()
         sample_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
-        conversations = None
-        if task.environment is not None:  # multi-turn: one conversation per sample, env tokens out of the loss
-            envs = [task.environment() for _ in examples]
-            conversations = rollout_conversations(model, tokenizer, envs, examples, sampling, sample_generator,
-                                                  config.max_env_tokens, shard=samples)  # fmt: skip
-            rollout = conversations.rollout
-        else:
-            rollout = generate(model, tokenizer, [tokenizer.prompt_ids(p) for p in prompts], sampling,
-                               sample_generator, draft=draft, draft_k=config.draft_k, shard=samples)  # fmt: skip
+        model.eval()
+        examples, prompts, rollout, conversations, envs, scores = draw(rng, sample_generator)
+        rounds, drawn = 1, [scores.total]
+        if config.dynamic_sampling:  # DAPO: draw more prompts until prompts_per_step groups have differing rewards
+            parts = [(examples, prompts, rollout, scores, varied_groups(scores.total, G))]
+            while sum(len(part[-1]) for part in parts) < config.prompts_per_step and rounds < config.max_rounds:
+                more = draw(rng, sample_generator)
+                parts.append((more[0], more[1], more[2], more[5], varied_groups(more[5].total, G)))
+                rounds, drawn = rounds + 1, [*drawn, more[5].total]
+            examples, prompts, rollout, scores = keep_groups(parts, config.prompts_per_step, G, tokenizer.pad_id)
         model.train()
         generated_tokens = int(rollout.completion_mask.sum())
         rollout_seconds = time.perf_counter() - rollout_start
@@ -338,12 +389,6 @@ def train(config: Config, run: Run) -> Any:
             ref_logprobs = None
             if reference is not None:
                 ref_logprobs = completion_logprobs_entropy(reference, rollout, rows, config.temperature)[0]
-        if conversations is None:
-            scores = reward_set.score(
-                prompts, rollout.texts, [ex.answer for ex in examples], [ex.columns for ex in examples]
-            )
-        else:  # the environment's rewards: each conversation's return
-            scores = RewardScores(conversations.returns, {"environment": conversations.returns}, {})
         if conversations is None:
             correct = [
                 task.is_correct(t, ex.answer, **ex.columns) for t, ex in zip(rollout.texts, examples, strict=True)
@@ -430,6 +475,8 @@ def train(config: Config, run: Run) -> Any:
             "completion_length": generated_tokens / len(examples),
             **(conversation_metrics(conversations, envs) if conversations is not None else {}),
             "groups_kept": float(kept_rows) / G,
+            "sampling_rounds": float(rounds),
+            "reward_drawn": float(torch.cat(drawn).mean()),  # every sample drawn (dynamic sampling keeps some)
             "tokens_per_second": generated_tokens / rollout_seconds,
             "rollout_seconds": rollout_seconds,
             "update_seconds": time.perf_counter() - update_start,

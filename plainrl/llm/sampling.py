@@ -108,3 +108,26 @@ def cut_at_stop(text: str, stop_strings: tuple[str, ...]) -> str:
     """The text up to and including the first stop string (a token may carry characters past it)."""
     ends = [text.find(stop) + len(stop) for stop in stop_strings if stop in text]
     return text[: min(ends)] if ends else text
+
+
+def select_rollouts(parts: list[tuple[Rollout, list[int]]], pad_id: int) -> Rollout:
+    """The rows `rows` of each rollout, in one Rollout: prompts left-padded and completions right-padded to the
+    longest (DAPO's dynamic sampling keeps the groups it wants from several draws)."""
+    P = max(r.prompt_ids.shape[1] for r, _ in parts)
+    N = max(r.completion_ids.shape[1] for r, _ in parts)
+
+    def widen(t: torch.Tensor, rows: list[int], width: int, fill: float | int | bool, left: bool) -> torch.Tensor:
+        t = t[rows]
+        pad = (width - t.shape[1], 0) if left else (0, width - t.shape[1])
+        return F.pad(t, pad, value=fill)
+
+    def cat(name: str, width: int, fill: float | int | bool, left: bool) -> torch.Tensor:
+        return torch.cat([widen(getattr(r, name), rows, width, fill, left) for r, rows in parts])
+
+    real = None
+    if any(r.completion_real is not None for r, _ in parts):
+        real = torch.cat([widen(r.completion_attention_mask, rows, N, False, False) for r, rows in parts])
+    return Rollout(cat("prompt_ids", P, pad_id, True), cat("prompt_mask", P, False, True),
+                   cat("completion_ids", N, pad_id, False), cat("completion_mask", N, False, False),
+                   cat("logprobs", N, 0.0, False), [r.texts[i] for r, rows in parts for i in rows],
+                   [r.finish_reasons[i] for r, rows in parts for i in rows], real)  # fmt: skip

@@ -130,3 +130,53 @@ def test_each_method_learns_a_verifiable_reward_and_unlearns_it_with_the_sign_fl
     first, last = rewards[0], sum(rewards[-3:]) / 3
     assert first < 0.2
     assert (last >= 0.5) if sign > 0 else (last < first), (first, last)
+
+
+def starts_with_digit(prompt: str, completion: str, answer: str) -> float:
+    """A sparse 0/1 reward: many groups of an untrained model score all 0, some do not."""
+    return float(completion[:1].isdigit())
+
+
+def test_keeping_groups_from_several_draws_pads_prompts_left_and_completions_right():
+    from plainrl.llm.grpo import keep_groups
+    from plainrl.llm.rewards import RewardScores
+    from plainrl.llm.sampling import Rollout
+
+    def rollout(P, N, first):
+        ids = torch.arange(4 * P).view(4, P) + 100 * first
+        ones = torch.ones(4, P + N, dtype=torch.bool)
+        return Rollout(ids, ones[:, :P], torch.full((4, N), first), ones[:, P:], torch.full((4, N), -1.0),
+                       [f"t{first}{i}" for i in range(4)], ["eos"] * 4)  # fmt: skip
+
+    def scores(values):
+        return RewardScores(torch.tensor(values), {"accuracy": torch.tensor(values)}, {"accuracy": 1})
+
+    parts = [(list("abcd"), list("ABCD"), rollout(2, 3, 1), scores([0.0, 0.0, 1.0, 0.0]), [1]),
+             (list("efgh"), list("EFGH"), rollout(3, 1, 2), scores([1.0, 0.0, 1.0, 1.0]), [0, 1])]  # fmt: skip
+    examples, prompts, kept, kept_scores = keep_groups(parts, wanted=2, group_size=2, pad_id=0)
+    assert examples == list("cdef") and prompts == list("CDEF")  # group 1 of the first draw, group 0 of the second
+    assert kept.prompt_ids.shape == (4, 3) and kept.completion_ids.shape == (4, 3)
+    assert kept.prompt_mask[:2].tolist() == [[False, True, True]] * 2  # left padding of the shorter prompts
+    assert kept.completion_mask[2:].tolist() == [[True, False, False]] * 2  # right padding of the shorter completions
+    assert kept_scores.total.tolist() == [1.0, 0.0, 1.0, 0.0] and kept_scores.failures == {"accuracy": 2}
+    assert kept.texts == ["t12", "t13", "t20", "t21"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["learns", "sign-flipped"])
+def test_dynamic_sampling_fills_the_batch_with_groups_that_differ(tmp_path, sign, monkeypatch):
+    from plainrl.llm import grpo
+
+    if sign < 0:
+        original = grpo.group_advantages
+        monkeypatch.setattr(grpo, "group_advantages", lambda *a, **k: -original(*a, **k))
+    settings = ["eval_every=0", "eval_n=10", "max_new_tokens=4", "prompts_per_step=8", "group_size=8",
+                "learning_rate=3e-3", "beta=0", "dynamic_sampling=true", "max_rounds=4", "num_iterations=2",
+                'rewards=["tests.llm.test_grpo_methods:starts_with_digit"]']  # fmt: skip
+    run = plainrl.train("grpo", task="arithmetic:digits=1,n_test=10", total_steps=12, set_items=settings,
+                        run_dir=tmp_path, progress=False)  # fmt: skip
+    rows = run.metrics
+    assert rows[0]["sampling_rounds"] > 1 and rows[0]["groups_kept"] == 8  # drew more, kept a full batch
+    drawn = [row["reward_drawn"] for row in rows]  # every sample drawn, before the groups are chosen
+    last = sum(drawn[-3:]) / 3
+    assert (last > 0.6) if sign > 0 else (last < drawn[0]), drawn
