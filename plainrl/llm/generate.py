@@ -190,9 +190,10 @@ def shared_prompt_hidden_states(model: Any, ids: torch.Tensor, mask: torch.Tenso
 
 
 def completion_logprobs_entropy(
-    model: Any, rollout: Rollout, rows: torch.Tensor, temperature: float = 1.0
+    model: Any, rollout: Rollout, rows: torch.Tensor, temperature: float = 1.0, entropy_gradient: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced log-probs (with gradients) and entropies (without) of the completion tokens of `rows`, (b, N)."""
+    """Teacher-forced log-probs (with gradients) and entropies of the completion tokens of `rows`, (b, N). The
+    entropies have gradients only with entropy_gradient (an entropy bonus): that keeps a softmax of (b, N, V)."""
     ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
     mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_attention_mask[rows]], dim=1)
     P = rollout.prompt_ids.shape[1]
@@ -207,7 +208,7 @@ def completion_logprobs_entropy(
     # (with a 49k vocabulary each is 200 KB a token)
     normaliser = torch.logsumexp(logits, dim=-1)  # (b, N)
     logprobs = logits.gather(2, rollout.completion_ids[rows][..., None]).squeeze(2) - normaliser
-    with torch.no_grad():
+    with torch.set_grad_enabled(entropy_gradient and torch.is_grad_enabled()):
         entropy = normaliser - (logits.softmax(dim=-1) * logits).sum(-1)  # -sum p log p = lse - sum p x
     completion_mask = rollout.completion_mask[rows]
     return logprobs.masked_fill(~completion_mask, 0.0), entropy.masked_fill(~completion_mask, 0.0)

@@ -97,6 +97,7 @@ class Config(PolicyConfig):
     overlong_buffer: int = 0  # DAPO's soft overlong penalty over the last N tokens before max_new_tokens (0: off)
     overlong_penalty: float = 1.0  # ... reaching this at max_new_tokens
     mask_truncated: bool = False  # DAPO's overlong filtering: completions cut at max_new_tokens leave the loss
+    entropy_coef: float = 0.0  # an entropy bonus: loss - entropy_coef x the token-mean entropy (0: off)
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -130,7 +131,7 @@ class Config(PolicyConfig):
             require(value in allowed, f"{name} = {value!r} is not one of {', '.join(allowed)}")
         require(not (self.dynamic_sampling and self.environment), "dynamic_sampling works on single completions, "
                 "not with an environment")  # fmt: skip
-        require_ranges(self, non_negative=("length_penalty", "overlong_penalty", "overlong_buffer"),
+        require_ranges(self, non_negative=("length_penalty", "overlong_penalty", "overlong_buffer", "entropy_coef"),
                        at_least_one=("max_rounds",))  # fmt: skip
         require(
             self.overlong_buffer < self.max_new_tokens,
@@ -443,7 +444,8 @@ def train(config: Config, run: Run) -> Any:
                     mb_mask = loss_mask[mb_rows]
                     # The minibatch's completions and tokens on all ranks: the aggregations' denominators.
                     total_rows, total_tokens = world.sum(torch.stack([mb_mask.any(1).sum(), mb_mask.sum()]).float())
-                    logprobs, entropy = completion_logprobs_entropy(model, rollout, mb_rows, config.temperature)
+                    logprobs, entropy = completion_logprobs_entropy(model, rollout, mb_rows, config.temperature,
+                                                                    config.entropy_coef > 0)  # fmt: skip
                     # With one pass, pi_old is the policy being optimised: ratio = 1 exactly, gradient = A grad log pi.
                     mb_old = logprobs.detach() if old_logprobs is None else old_logprobs[chunk]
                     loss, diagnostics = grpo_loss(
@@ -452,13 +454,15 @@ def train(config: Config, run: Run) -> Any:
                         beta_in_loss, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
                         total_rows, total_tokens, config.policy_loss,
                     )  # fmt: skip
+                    if config.entropy_coef > 0:  # the bonus: a token mean over the minibatch on all ranks
+                        loss = loss - config.entropy_coef * (entropy * mb_mask).sum() / total_tokens.clamp(min=1)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     world.sync_gradients(trainable)  # summed over ranks: the gradient of the whole batch's loss
                     grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
                     optimizer.step()
                     mask = rollout.completion_mask[mb_rows].float()
-                    diagnostics["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
+                    diagnostics["entropy"] = (entropy.detach() * mask).sum() / mask.sum().clamp(min=1)
                     diagnostics["loss"] = loss.detach() * world.size  # the batch loss (ranks' shares, averaged)
                     for name, value in {**diagnostics, "grad_norm": grad_norm}.items():
                         totals[name] = totals.get(name, 0.0) + float(value)

@@ -180,3 +180,22 @@ def test_dynamic_sampling_fills_the_batch_with_groups_that_differ(tmp_path, sign
     drawn = [row["reward_drawn"] for row in rows]  # every sample drawn, before the groups are chosen
     last = sum(drawn[-3:]) / 3
     assert (last > 0.6) if sign > 0 else (last < drawn[0]), drawn
+
+
+def no_reward(prompt: str, completion: str, answer: str) -> float:
+    return 0.0
+
+
+@pytest.mark.slow
+def test_the_entropy_bonus_raises_the_entropy_when_rewards_teach_nothing(tmp_path):
+    """All rewards equal: the advantages are 0, so the bonus is the whole loss. With entropy_coef > 0 the policy's
+    entropy must rise step by step (a flipped sign would lower it); with 0 nothing moves."""
+    settings = ["eval_every=0", "eval_n=4", "max_new_tokens=6", "prompts_per_step=4", "group_size=4", "beta=0",
+                "learning_rate=3e-3", 'rewards=["tests.llm.test_grpo_methods:no_reward"]']  # fmt: skip
+    entropies = {}
+    for coef in (0.0, 0.5):
+        run = plainrl.train("grpo", task="arithmetic:digits=1,n_test=10", total_steps=8, progress=False,
+                            set_items=[*settings, f"entropy_coef={coef}"], run_dir=tmp_path / str(coef))  # fmt: skip
+        entropies[coef] = [row["entropy"] for row in run.metrics]
+    assert entropies[0.5][-1] > entropies[0.5][0] + 0.05, entropies[0.5]
+    assert entropies[0.0][-1] == pytest.approx(entropies[0.0][0], abs=0.2)  # only the samples differ
