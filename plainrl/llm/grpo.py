@@ -25,11 +25,14 @@ completions), "token_mean" (DAPO, arXiv 2503.14476: every token of the batch wei
 "constant" (Dr. GRPO, arXiv 2503.20783: sum over tokens divided by batch size x max_new_tokens, so neither
 length nor group statistics bias the gradient). Clip-higher (DAPO): epsilon_high > epsilon_low.
 
-Variants (docs/grpo.md): policy_loss = gspo (one length-normalised ratio per sequence, clipped) | cispo (the IS
-weight clipped and detached, every token keeps its gradient); advantage_estimator = rloo (A_i = r_i - the mean of
-the others) | reinforce++ (A_t = r - beta sum_{s>=t} KL_s, whitened over the batch); length_penalty (Kimi k1.5's
-length reward); overlong_buffer / overlong_penalty and mask_truncated (DAPO's overlong shaping and filtering);
-dynamic_sampling (DAPO: more prompts until prompts_per_step groups have differing rewards).
+Variants (docs/grpo.md):
+    policy_loss          gspo: one length-normalised ratio per sequence, clipped | cispo: the IS weight clipped
+                         and detached, every token keeps its gradient | kimi (Kimi k1.5): a squared log-ratio, no clip
+    advantage_estimator  rloo: A_i = r_i - the mean of the others | reinforce++: A_t = r - beta sum_{s>=t} KL_s,
+                         whitened over the batch
+    rewards and batch    length_penalty (Kimi k1.5's length reward); overlong_buffer, overlong_penalty, mask_truncated
+                         (DAPO's overlong shaping and filtering); dynamic_sampling (DAPO: more prompts until
+                         prompts_per_step groups have differing rewards); entropy_coef (an entropy bonus)
 
 With an `environment` (environments.py) each sample is a conversation (multi_turn.py): the model's turns and the
 environment's replies in one token sequence, the replies masked out of the loss, the KL term and the entropy;
@@ -64,7 +67,7 @@ from plainrl.llm.sampling import select_rollouts
 KL_ESTIMATORS = ("k1", "k2", "k3", "k3_is")
 KL_PLACES = ("loss", "reward")
 AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
-POLICY_LOSSES = ("grpo", "gspo", "cispo")
+POLICY_LOSSES = ("grpo", "gspo", "cispo", "kimi")
 ADVANTAGES = ("group", "rloo", "reinforce++")
 
 
@@ -88,6 +91,8 @@ class Config(PolicyConfig):
     epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
     loss_aggregation: str = "sequence_mean"
     policy_loss: str = "grpo"  # grpo | gspo (one length-normalised ratio per sequence) | cispo (clipped IS weight)
+    # | kimi (Kimi k1.5: A log pi(y) - tau/2 (log pi(y)/pi_old(y))^2, no clipping)
+    kimi_tau: float = 0.1  # Kimi k1.5's tau: how strongly the squared log-ratio keeps pi near pi_old
     advantage_estimator: str = "group"  # group (GRPO) | rloo (leave-one-out) | reinforce++ (KL in the reward)
     scale_rewards: bool = True  # divide advantages by the group's reward std
     drop_zero_variance_groups: bool = False
@@ -131,7 +136,8 @@ class Config(PolicyConfig):
             require(value in allowed, f"{name} = {value!r} is not one of {', '.join(allowed)}")
         require(not (self.dynamic_sampling and self.environment), "dynamic_sampling works on single completions, "
                 "not with an environment")  # fmt: skip
-        require_ranges(self, non_negative=("length_penalty", "overlong_penalty", "overlong_buffer", "entropy_coef"),
+        require_ranges(self, non_negative=("length_penalty", "overlong_penalty", "overlong_buffer", "entropy_coef",
+                                           "kimi_tau"),
                        at_least_one=("max_rounds",))  # fmt: skip
         require(
             self.overlong_buffer < self.max_new_tokens,
@@ -263,6 +269,7 @@ def grpo_loss(
     total_rows: torch.Tensor | float | None = None,
     total_tokens: torch.Tensor | float | None = None,
     policy_loss: str = "grpo",
+    kimi_tau: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The GRPO loss on a batch of completions. logprobs, old_logprobs, ref_logprobs, mask: (B, N); advantages: (B,)
     or per token (B, N) (REINFORCE++).
@@ -274,6 +281,9 @@ def grpo_loss(
                about 3e-4 and 4e-4), so sequence_mean is the paper's objective
         cispo  (MiniMax-M1) sg(clip(ratio_t, 1 - eps_low, 1 + eps_high)) A log pi_t: the IS weight is clipped and
                detached, so every token keeps a gradient (the clipped ones too), token_mean in the paper
+        kimi   (Kimi k1.5, arXiv 2501.12599, eq. 4) per sequence A log pi(y) - tau/2 (log pi(y) - log pi_old(y))^2,
+               log pi(y) the sum over its tokens, on each of them (sequence_mean: the paper's 1/k sum);
+               no clip: the squared log-ratio keeps pi near pi_old (A = r - mean: scale_rewards = false)
 
     total_rows, total_tokens: the completions and tokens of the whole batch when this is one rank's part of it (the
     loss is then this rank's share of the batch loss); default: this batch's own. Returns (loss, diagnostics: kl,
@@ -289,6 +299,11 @@ def grpo_loss(
         surrogate = torch.min(ratio * A, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * A).expand_as(mask)
     elif policy_loss == "cispo":
         surrogate = ratio.clamp(1 - epsilon_low, 1 + epsilon_high).detach() * A * logprobs
+    elif policy_loss == "kimi":
+        sequence_logprob = (logprobs * mask).sum(1, keepdim=True)  # (B, 1)
+        sequence_log_ratio = ((logprobs - old_logprobs) * mask).sum(1, keepdim=True)
+        objective = A * sequence_logprob - 0.5 * kimi_tau * sequence_log_ratio**2  # (B, 1)
+        surrogate = objective.expand_as(mask)  # on each token: sequence_mean gives the objective back
     elif policy_loss == "grpo":
         surrogate = torch.min(ratio * A, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * A)
     else:
@@ -452,7 +467,7 @@ def train(config: Config, run: Run) -> Any:
                         logprobs, mb_old, advantages[mb_rows], mb_mask,
                         config.epsilon_low, config.epsilon_high, config.loss_aggregation, config.max_new_tokens,
                         beta_in_loss, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
-                        total_rows, total_tokens, config.policy_loss,
+                        total_rows, total_tokens, config.policy_loss, config.kimi_tau,
                     )  # fmt: skip
                     if config.entropy_coef > 0:  # the bonus: a token mean over the minibatch on all ranks
                         loss = loss - config.entropy_coef * (entropy * mb_mask).sum() / total_tokens.clamp(min=1)

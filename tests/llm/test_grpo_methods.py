@@ -55,6 +55,20 @@ def test_cispo_clips_the_weight_and_keeps_every_tokens_gradient():
     assert grpo_grad[0] == 0.0  # where GRPO's clip stops the gradient
 
 
+def test_kimi_k15_loss_is_the_policy_gradient_with_a_squared_log_ratio():
+    # log pi(y) - log pi_old(y) = 0.1 - 0.3 = -0.2; A = 1, tau = 0.5:
+    # objective = A log pi(y) - tau/2 (-0.2)^2, gradient per token = A + tau * 0.2 ... of the loss: -(1 - 0.5 * -0.2)
+    old = torch.log(torch.tensor([[0.5, 0.25]]))
+    logprobs = (old + torch.tensor([[0.1, -0.3]])).requires_grad_(True)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    loss, _ = grpo_loss(logprobs, old, torch.tensor([1.0]), mask, 0.2, 0.2, "sequence_mean", 2, policy_loss="kimi",
+                        kimi_tau=0.5)  # fmt: skip
+    loss.backward()
+    log_pi = math.log(0.5) + 0.1 + math.log(0.25) - 0.3
+    assert loss.item() == pytest.approx(-(1.0 * log_pi - 0.25 * 0.04))
+    assert logprobs.grad[0].tolist() == pytest.approx([-(1.0 - 0.5 * -0.2)] * 2)  # -(A - tau * log ratio)
+
+
 def test_rloo_subtracts_the_mean_of_the_others():
     advantages = rloo_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0]), group_size=4)
     # r = 1: others (1 + 0 + 0) / 3 -> 2/3; r = 0: others (1 + 0 + 1) / 3 -> -2/3
@@ -86,7 +100,7 @@ def test_kimi_length_reward_and_dapo_overlong_shaping():
 @pytest.mark.parametrize(
     "setting, message",
     [
-        ("policy_loss=ppo", "policy_loss = 'ppo' is not one of grpo, gspo, cispo"),
+        ("policy_loss=ppo", "policy_loss = 'ppo' is not one of grpo, gspo, cispo, kimi"),
         ("advantage_estimator=gae", "advantage_estimator = 'gae' is not one of group, rloo, reinforce++"),
         ("overlong_buffer=16", "overlong_buffer = 16 must be < max_new_tokens = 16"),
         ("length_penalty=-1", "length_penalty"),
@@ -107,8 +121,9 @@ def digit_fraction(prompt: str, completion: str, answer: str) -> float:
     "method",
     [["policy_loss=gspo", "epsilon_low=3e-4", "epsilon_high=4e-4"], ["policy_loss=cispo", "epsilon_high=0.5",
      "loss_aggregation=token_mean"], ["advantage_estimator=rloo"], ["advantage_estimator=reinforce++", "beta=0.01"],
-     ["length_penalty=0.2", "overlong_buffer=4", "mask_truncated=true"]],
-    ids=["gspo", "cispo", "rloo", "reinforce++", "kimi-length+dapo-overlong"],
+     ["length_penalty=0.2", "overlong_buffer=4", "mask_truncated=true"], ["policy_loss=kimi", "scale_rewards=false",
+     "kimi_tau=0.1"]],
+    ids=["gspo", "cispo", "rloo", "reinforce++", "kimi-length+dapo-overlong", "kimi-loss"],
 )  # fmt: skip
 @pytest.mark.parametrize("sign", [1.0, -1.0], ids=["learns", "sign-flipped"])
 def test_each_method_learns_a_verifiable_reward_and_unlearns_it_with_the_sign_flipped(tmp_path, method, sign,
