@@ -145,7 +145,7 @@ def sample_teacher(config: Config, target: Any, tokenizer: Any, prompts: list[st
 def completion_logprobs(draft: Transformer, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """log q(. | ids[:, :t+1]) at the given (row, t) positions only, (M, V): the output matrix is the expensive
     part of a small model with a large vocabulary, so it runs only where the loss needs it."""
-    cos, sin = rope_cos_sin(torch.arange(ids.shape[1], device=ids.device).expand(ids.shape), draft.config.head_dim,
+    cos, sin = rope_cos_sin(torch.arange(ids.shape[1], device=ids.device).expand(ids.shape), draft.config.rope_width,
                             draft.config.rope_theta)  # fmt: skip
     x = draft.embed_tokens(ids)
     for layer in draft.layers:

@@ -104,6 +104,10 @@ def to_hf_llama(model: Transformer, tokenizer: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     c = model.config
+    if c.attention != "gqa":
+        raise ConfigError(
+            f"a model with attention = {c.attention!r} has no Llama counterpart in transformers to export to"
+        )
     rope: dict[str, Any] = {"rope_theta": c.rope_theta}  # transformers 4; 5 names it in rope_parameters
     if "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters:
         rope = {"rope_parameters": {"rope_theta": c.rope_theta, "rope_type": "default"}}

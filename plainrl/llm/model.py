@@ -51,10 +51,25 @@ class ModelConfig:
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
+    attention: str = "gqa"  # gqa (n_kv_heads key/value heads; = n_heads: MHA, 1: MQA) | mla (DeepSeek-V2's latent)
+    kv_latent_dim: int = 32  # mla: the latent c_KV each token's keys and values are rebuilt from
+    rope_dim: int = 16  # mla: the decoupled RoPE key, shared by the heads
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.n_heads
+
+    @property
+    def rope_width(self) -> int:
+        """How many dimensions of a head RoPE rotates: all of them, or MLA's decoupled rope_dim."""
+        return self.rope_dim if self.attention == "mla" else self.head_dim
+
+    def cache_entries(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """What the KV cache keeps per token and layer, as (heads, width) for its two tensors: keys and values
+        (GQA), or the latent c_KV and the RoPE key (MLA)."""
+        if self.attention == "mla":
+            return (1, self.kv_latent_dim), (1, self.rope_dim)
+        return (self.n_kv_heads, self.head_dim), (self.n_kv_heads, self.head_dim)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,15 +105,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class KVCache:
-    """Keys and values of every layer, preallocated: (B, n_kv_heads, max_len, head_dim) each.
+    """Keys and values of every layer, preallocated: (B, n_kv_heads, max_len, head_dim) each; for MLA the latent
+    (B, 1, max_len, kv_latent_dim) in `keys` and the RoPE key (B, 1, max_len, rope_dim) in `values`.
 
     Rows advance in lock-step (prompts are left-padded), so one `length` says how many slots are filled.
     """
 
     def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device: torch.device, dtype: torch.dtype):
-        shape = (batch_size, config.n_kv_heads, max_len, config.head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        (key_heads, key_width), (value_heads, value_width) = config.cache_entries()
+        key_shape, value_shape = (
+            (batch_size, key_heads, max_len, key_width),
+            (batch_size, value_heads, max_len, value_width),
+        )
+        self.keys = [torch.zeros(key_shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.values = [torch.zeros(value_shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
         self.length = 0  # slots filled by earlier forward calls
         self.max_len = max_len
 
@@ -110,6 +130,10 @@ class KVCache:
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def bytes_per_token(self) -> int:
+        """Cache memory per token, over all layers."""
+        return sum(t[0, :, 0].numel() * t.element_size() for t in (*self.keys, *self.values))
 
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Write k, v (B, n_kv, T, d) into the slots `slots` (T,); return the whole cache (B, n_kv, max_len, d)."""
@@ -170,6 +194,53 @@ class Attention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
+class LatentAttention(nn.Module):
+    """Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434, section 2.1): keys and values are rebuilt from a
+    small latent per token, so the cache keeps the latent and one RoPE key instead of every head's keys and values.
+
+        c_KV = W_DKV x                     (kv_latent_dim)          cached
+        k_C  = W_UK c_KV,  v = W_UV c_KV   (n_heads x head_dim)     rebuilt from the cache at every step
+        k_R  = RoPE(W_KR x)                (rope_dim, one for all heads: RoPE cannot be absorbed into W_UK)  cached
+        q_C  = W_Q x,  q_R = RoPE(W_QR x)  (n_heads x head_dim, n_heads x rope_dim)
+        head h: softmax([q_C; q_R]_h . [k_C; k_R]_h / sqrt(head_dim + rope_dim)) v_h
+
+    Written plainly: k_C and v are up-projected from the cached latents each step (the paper's inference absorbs
+    W_UK into the query and W_UV into the output instead; the same numbers, fewer FLOPs).
+    """
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.n_heads, self.head_dim, self.rope_dim = config.n_heads, config.head_dim, config.rope_dim
+        self.q_proj = nn.Linear(config.dim, config.n_heads * self.head_dim, bias=False)
+        self.q_rope_proj = nn.Linear(config.dim, config.n_heads * self.rope_dim, bias=False)
+        self.kv_down_proj = nn.Linear(config.dim, config.kv_latent_dim, bias=False)
+        self.kv_norm = RMSNorm(config.kv_latent_dim, config.norm_eps)
+        self.k_up_proj = nn.Linear(config.kv_latent_dim, config.n_heads * self.head_dim, bias=False)
+        self.v_up_proj = nn.Linear(config.kv_latent_dim, config.n_heads * self.head_dim, bias=False)
+        self.k_rope_proj = nn.Linear(config.dim, self.rope_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache, slots=None) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, d, r = self.n_heads, self.head_dim, self.rope_dim
+        q = self.q_proj(x).view(B, T, H, d).transpose(1, 2)  # (B, H, T, d)
+        q_rope = apply_rope(self.q_rope_proj(x).view(B, T, H, r).transpose(1, 2), cos, sin)  # cos, sin: r wide
+        latent = self.kv_norm(self.kv_down_proj(x))[:, None]  # (B, 1, T, kv_latent_dim)
+        k_rope = apply_rope(self.k_rope_proj(x)[:, None], cos, sin)  # (B, 1, T, r)
+        if cache is not None and slots is not None:
+            latent, k_rope = cache.write(self.layer_index, slots, latent, k_rope)  # the whole cache
+        elif cache is not None:
+            latent, k_rope = cache.append(self.layer_index, latent, k_rope)  # (B, 1, S, .): the past and these T
+        S = latent.shape[2]
+        k = self.k_up_proj(latent[:, 0]).view(B, S, H, d).transpose(1, 2)  # (B, H, S, d)
+        v = self.v_up_proj(latent[:, 0]).view(B, S, H, d).transpose(1, 2)
+        q = torch.cat([q, q_rope], dim=-1)  # (B, H, T, d + r)
+        k = torch.cat([k, k_rope.expand(B, H, S, r)], dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, H * d))
+
+
 class MLP(nn.Module):
     """SwiGLU: down(silu(gate(x)) * up(x))."""
 
@@ -187,7 +258,7 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
-        self.self_attn = Attention(config, layer_index)
+        self.self_attn = (LatentAttention if config.attention == "mla" else Attention)(config, layer_index)
         self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
         self.mlp = MLP(config)
 
@@ -260,7 +331,9 @@ class Transformer(nn.Module):
         past = cache.length if cache is not None else 0
         if positions is None:
             positions = torch.arange(past, past + T, device=tokens.device).expand(B, T)
-        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, self.embed_tokens.weight.dtype)
+        cos, sin = rope_cos_sin(
+            positions, self.config.rope_width, self.config.rope_theta, self.embed_tokens.weight.dtype
+        )
         mask = None
         if key_mask is not None or (past > 0 and T > 1):  # otherwise SDPA's causal flag (or nothing) does it
             mask = attention_mask(key_mask, B, T, past, tokens.device)
@@ -277,7 +350,9 @@ class Transformer(nn.Module):
     def fixed_shape_hidden_states(self, tokens, positions, key_mask, cache, slots) -> torch.Tensor:
         """hidden_states with the tokens written to cache slots `slots` (T,) and attention over the whole cache:
         query i sees slot j if key_mask[b, j] (B, max_len) and j <= slots[i] (and always itself)."""
-        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, self.embed_tokens.weight.dtype)
+        cos, sin = rope_cos_sin(
+            positions, self.config.rope_width, self.config.rope_theta, self.embed_tokens.weight.dtype
+        )
         all_slots = torch.arange(cache.max_len, device=tokens.device)
         causal = all_slots[None, :] <= slots[:, None]  # (T, max_len)
         mask = (key_mask[:, None, :] & causal) | (all_slots[None, :] == slots[:, None])  # (B, T, max_len)

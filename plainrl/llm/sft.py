@@ -56,6 +56,9 @@ class Config(PolicyConfig):
     tiny_n_heads: int = 4
     tiny_n_kv_heads: int = 2
     tiny_hidden_dim: int = 384
+    tiny_attention: str = "gqa"  # gqa | mla (DeepSeek-V2's latent attention: the cache keeps a latent per token)
+    tiny_kv_latent_dim: int = 32  # mla
+    tiny_rope_dim: int = 16  # mla: the decoupled RoPE key's width (even)
 
     def validate(self) -> None:
         super().validate()
@@ -68,6 +71,10 @@ class Config(PolicyConfig):
         require(len(self.adam_betas) == 2, f"adam_betas = {self.adam_betas} must be two numbers")
         require(self.tiny_dim % self.tiny_n_heads == 0, "tiny_dim must be a multiple of tiny_n_heads")
         require(self.tiny_n_heads % self.tiny_n_kv_heads == 0, "tiny_n_heads must be a multiple of tiny_n_kv_heads")
+        require(self.tiny_attention in ("gqa", "mla"), f"tiny_attention = {self.tiny_attention!r} is not gqa or mla")
+        require(self.tiny_kv_latent_dim >= 1 and self.tiny_rope_dim >= 2 and self.tiny_rope_dim % 2 == 0,
+                f"tiny_kv_latent_dim = {self.tiny_kv_latent_dim} must be >= 1 and tiny_rope_dim = "
+                f"{self.tiny_rope_dim} even and >= 2")  # fmt: skip
 
 
 PRESETS: dict[str, dict[str, Any]] = {}
