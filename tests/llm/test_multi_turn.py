@@ -21,7 +21,7 @@ from plainrl.llm.grpo import grpo_loss
 from plainrl.llm.model import ModelConfig, Transformer
 from plainrl.llm.multi_turn import environment_ids, rollout_conversations
 from plainrl.llm.tasks import ArithmeticTask
-from plainrl.llm.tokenizer import CharTokenizer
+from plainrl.llm.tokenizer import CharTokenizer, ChatPrompt
 from plainrl.llm.tools import ToolBox, parse_tool_call
 
 CHARS = CharTokenizer()
@@ -238,3 +238,30 @@ def test_the_python_api_takes_an_environment_class_or_factory_and_refuses_traine
     assert by_factory.metrics[-1]["turns"] == 3.0  # ReplyEnv's three turns
     with pytest.raises(ConfigError, match="dpo does not train on environments .* these do: .*grpo"):
         plainrl.train("dpo", environment="guess", progress=False)
+
+
+def test_replies_to_a_chat_model_are_what_its_template_writes_between_two_assistant_turns():
+    """The tokens after an assistant turn are the template's own: its end-of-turn text (less the EOS the model
+    already wrote), the reply as the template renders it, and the opening of the next assistant turn."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from plainrl.llm.hf import HFTokenizer
+
+    template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<eos>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")  # fmt: skip
+    vocab = {c: i for i, c in enumerate(["<unk>", "<eos>", *"abcdefghijklmnopqrstuvwxyz<>|\n 0123456789"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    hf = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", unk_token="<unk>", chat_template=template)
+    tokenizer = HFTokenizer(hf, (1,))
+    reply = [{"role": "user", "content": "higher"}]
+    assert hf.decode(environment_ids(tokenizer, reply, after_eos=True)) == "\n<|user|>higher<eos>\n<|assistant|>"
+    assert hf.decode(environment_ids(tokenizer, reply, after_eos=False)) == "<eos>\n<|user|>higher<eos>\n<|assistant|>"
+    # the conversation as the template writes it whole: opening, the model's turn + EOS, the reply's tokens
+    opening = [{"role": "user", "content": "guess"}]
+    whole = hf.apply_chat_template([*opening, {"role": "assistant", "content": "50"}, *reply], tokenize=False,
+                                   add_generation_prompt=True)  # fmt: skip
+    pieces = tokenizer.prompt_ids(ChatPrompt(opening)) + tokenizer.encode("50") + [1]
+    assert hf.decode(pieces + environment_ids(tokenizer, reply, after_eos=True)) == whole
