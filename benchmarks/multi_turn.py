@@ -19,9 +19,9 @@ from pathlib import Path
 
 SETUPS = {
     "calculator": dict(
-        environment="calculator", model="tiny", sft_steps=600,
+        environment="calculator", model="tiny", sft_steps=800,
         sft=["batch_size=64", "learning_rate=2e-3", "eval_every=0", "warmup_steps=2"],
-        grpo=["prompts_per_step=16", "group_size=8", "max_new_tokens=48", "learning_rate=1e-4", "beta=0",
+        grpo=["prompts_per_step=16", "group_size=8", "max_new_tokens=48", "learning_rate=2e-4", "beta=0",
               "eval_every=10", "temperature=1.0"],
     ),
     "guess": dict(
