@@ -3,7 +3,7 @@
     python benchmarks/multi_turn.py calculator     SFT the built-in model on the calculator task (the tool's format in
                                                    20% of the targets), then GRPO for --minutes: held-out success
     python benchmarks/multi_turn.py guess          SFT on a random player's games, then GRPO: mean turns to find it
-    python benchmarks/multi_turn.py smollm2        SmolLM2-135M-Instruct (make llm) on the calculator, LoRA GRPO
+    python benchmarks/multi_turn.py smollm2        SmolLM2-135M-Instruct (make llm), 2-digit products, LoRA GRPO
 
 Held-out: greedy conversations on the first --eval-n test problems, the same before and after. The GRPO budget is
 wall-clock (its periodic evaluations included); the SFT start is not counted in it. --dry-run: tiny budgets.
@@ -31,7 +31,7 @@ SETUPS = {
               "eval_every=10", "temperature=1.0"],
     ),
     "smollm2": dict(
-        environment="calculator:tool_fraction=0", model="smollm2-135m", sft_steps=0, sft=[],
+        environment="calculator:digits=2,tool_fraction=0", model="smollm2-135m", sft_steps=0, sft=[],
         grpo=["lora_rank=16", "learning_rate=1e-4", "prompts_per_step=4", "group_size=8", "max_new_tokens=64",
               "num_minibatches=4",
               "beta=0", "eval_every=10", "temperature=1.0", "torch_threads=2", "eval_batch_size=50"],
