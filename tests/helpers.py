@@ -95,3 +95,18 @@ def interrupt_at(step: int) -> Any:
         return False
 
     return callback
+
+
+class SelfSamplingEnv(gym.Env):
+    """reward = a draw from its own action space (a random opponent's move): seeded only if the env's spaces are."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(0, 1, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(10)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action: Any):
+        return self.observation_space.sample(), float(self.action_space.sample()), False, False, {}

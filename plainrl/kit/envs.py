@@ -12,6 +12,7 @@ is reported at the step it happens, not later as a NaN loss.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -142,20 +143,32 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     env = _wrap(_env_maker(env_id, **kwargs)(), env_id)
     if seed is not None:
         env.reset(seed=seed)
-        env.action_space.seed(seed)
+        seed_spaces(env, seed)
     return env
 
 
+def seed_spaces(env: gym.Env, seed: int) -> None:
+    """Seed an env's action and observation spaces, its own (unwrapped) and its wrappers', as Stable-Baselines3
+    does: an env that draws from self.action_space.sample() (a random opponent, a random start) then repeats under
+    the same seed too."""
+    for holder in {id(e): e for e in (env, env.unwrapped)}.values():
+        holder.action_space.seed(seed)
+        holder.observation_space.seed(seed)
+
+
 def make_vec_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
-    """`num_envs` copies seeded seed, seed+1, ...; SAME_STEP autoreset; float32 observations; Box actions
-    clipped to bounds; each copy checks its rewards and observations for NaN and inf."""
+    """`num_envs` copies seeded seed, seed+1, ... (their spaces too); SAME_STEP autoreset; float32 observations; Box
+    actions clipped to bounds; each copy checks its rewards and observations for NaN and inf."""
     maker = _env_maker(env_id)
 
-    def make_one() -> gym.Env:
-        return _wrap(maker(), env_id)
+    def make_one(index: int) -> gym.Env:
+        env = _wrap(maker(), env_id)
+        seed_spaces(env, seed + index)
+        return env
 
     vector_cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
-    envs = vector_cls([make_one] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    makers = [functools.partial(make_one, i) for i in range(num_envs)]
+    envs = vector_cls(makers, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     envs.reset(seed=seed)
     envs.action_space.seed(seed)
     return envs

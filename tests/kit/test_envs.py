@@ -215,3 +215,22 @@ def test_finite_envs_pass_unchanged():
 def test_discrete_observations_are_not_checked():
     env = make_env("FrozenLake-v1", seed=0)
     assert env.reset(seed=0)[0] == 0 and env.step(1)[0] in range(16)
+
+
+def test_the_same_seed_repeats_an_env_that_samples_its_own_spaces():
+    import numpy as np
+
+    from plainrl.kit.envs import make_env, make_vec_env
+
+    def rewards(seed: int) -> list[float]:
+        envs = make_vec_env("tests.helpers:SelfSamplingEnv", num_envs=3, seed=seed)
+        out = [envs.step(np.zeros(3, dtype=np.int64))[1].tolist() for _ in range(10)]
+        envs.close()
+        return out
+
+    first = rewards(3)
+    assert first == rewards(3)
+    assert first != rewards(4)
+    assert len({tuple(step) for step in zip(*first, strict=True)}) == 3  # each copy its own stream (seed + index)
+    one = [make_env("tests.helpers:SelfSamplingEnv", seed=5).step(0)[1] for _ in range(2)]
+    assert one[0] == one[1]
