@@ -82,6 +82,7 @@ class Config(PolicyConfig):
     group_size: int = 8  # G completions per prompt
     num_iterations: int = 1  # mu: optimisation passes over each batch of rollouts
     num_minibatches: int = 1  # optimizer steps per pass
+    micro_batch_size: int = 0  # > 0: forward and backward this many completions at a time (gradient accumulation)
     adam_betas: tuple[float, ...] = (0.9, 0.99)
     weight_decay: float = 0.0
     beta: float = 0.04  # KL coefficient; 0 loads no reference model
@@ -117,7 +118,8 @@ class Config(PolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_ranges(self, at_least_one=("draft_k", "num_iterations"), non_negative=("beta", "top_k", "weight_decay"),
+        require_ranges(self, at_least_one=("draft_k", "num_iterations"),
+                       non_negative=("beta", "top_k", "weight_decay", "micro_batch_size"),
                        positive=("epsilon_low", "epsilon_high", "temperature"), discount=("top_p",))  # fmt: skip
         require(
             1 <= self.prompts_per_step <= 100_000, f"prompts_per_step = {self.prompts_per_step} must be in [1, 100000]"
@@ -455,32 +457,41 @@ def train(config: Config, run: Run) -> Any:
             for _iteration in range(config.num_iterations):
                 order = torch.randperm(len(rows), generator=rng).to(device)
                 for chunk in order.tensor_split(config.num_minibatches):
-                    mb_rows = rows[chunk]
-                    mb_mask = loss_mask[mb_rows]
-                    # The minibatch's completions and tokens on all ranks: the aggregations' denominators.
+                    mb_mask = loss_mask[rows[chunk]]
+                    # The minibatch's completions and tokens on all ranks: the aggregations' denominators. Every
+                    # aggregation is a sum over rows divided by them, so micro-batches' losses add up to the
+                    # minibatch's: accumulating their gradients is exact.
                     total_rows, total_tokens = world.sum(torch.stack([mb_mask.any(1).sum(), mb_mask.sum()]).float())
-                    logprobs, entropy = completion_logprobs_entropy(model, rollout, mb_rows, config.temperature,
-                                                                    config.entropy_coef > 0)  # fmt: skip
-                    # With one pass, pi_old is the policy being optimised: ratio = 1 exactly, gradient = A grad log pi.
-                    mb_old = logprobs.detach() if old_logprobs is None else old_logprobs[chunk]
-                    loss, diagnostics = grpo_loss(
-                        logprobs, mb_old, advantages[mb_rows], mb_mask,
-                        config.epsilon_low, config.epsilon_high, config.loss_aggregation, config.max_new_tokens,
-                        beta_in_loss, None if ref_logprobs is None else ref_logprobs[chunk], config.kl_estimator,
-                        total_rows, total_tokens, config.policy_loss, config.kimi_tau,
-                    )  # fmt: skip
-                    if config.entropy_coef > 0:  # the bonus: a token mean over the minibatch on all ranks
-                        loss = loss - config.entropy_coef * (entropy * mb_mask).sum() / total_tokens.clamp(min=1)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    step_totals: dict[str, float] = {}
+                    shown = rollout.completion_mask[rows[chunk]].sum().clamp(min=1)  # this rank's tokens: weights
+                    for micro in chunk.split(config.micro_batch_size or len(chunk)):
+                        micro_rows, micro_mask = rows[micro], loss_mask[rows[micro]]
+                        logprobs, entropy = completion_logprobs_entropy(model, rollout, micro_rows, config.temperature,
+                                                                        config.entropy_coef > 0)  # fmt: skip
+                        # With one pass, pi_old is the policy being optimised: ratio = 1, gradient = A grad log pi.
+                        micro_old = logprobs.detach() if old_logprobs is None else old_logprobs[micro]
+                        loss, diagnostics = grpo_loss(
+                            logprobs, micro_old, advantages[micro_rows], micro_mask,
+                            config.epsilon_low, config.epsilon_high, config.loss_aggregation, config.max_new_tokens,
+                            beta_in_loss, None if ref_logprobs is None else ref_logprobs[micro], config.kl_estimator,
+                            total_rows, total_tokens, config.policy_loss, config.kimi_tau,
+                        )  # fmt: skip
+                        if config.entropy_coef > 0:  # the bonus: a token mean over the minibatch on all ranks
+                            loss = loss - config.entropy_coef * (entropy * micro_mask).sum() / total_tokens.clamp(min=1)
+                        loss.backward()
+                        real = rollout.completion_mask[micro_rows].float()
+                        weight = real.sum() / shown  # token-mean diagnostics: each micro-batch's share of tokens
+                        diagnostics = {name: part * weight for name, part in diagnostics.items()}
+                        diagnostics["entropy"] = (entropy.detach() * real).sum() / shown
+                        diagnostics["loss"] = loss.detach() * world.size  # the batch loss (ranks' shares, averaged)
+                        for name, part in diagnostics.items():
+                            step_totals[name] = step_totals.get(name, 0.0) + float(part)
                     world.sync_gradients(trainable)  # summed over ranks: the gradient of the whole batch's loss
                     grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
                     optimizer.step()
-                    mask = rollout.completion_mask[mb_rows].float()
-                    diagnostics["entropy"] = (entropy.detach() * mask).sum() / mask.sum().clamp(min=1)
-                    diagnostics["loss"] = loss.detach() * world.size  # the batch loss (ranks' shares, averaged)
-                    for name, value in {**diagnostics, "grad_norm": grad_norm}.items():
-                        totals[name] = totals.get(name, 0.0) + float(value)
+                    for name, total in {**step_totals, "grad_norm": float(grad_norm)}.items():
+                        totals[name] = totals.get(name, 0.0) + total
                     updates += 1
         step += 1
 
