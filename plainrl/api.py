@@ -28,11 +28,11 @@ import torch
 
 from plainrl.kit import distributed
 from plainrl.kit.config import EnvConfig, RunConfig, build_config, in_process_name
-from plainrl.kit.envs import make_env
+from plainrl.kit.envs import make_env, raw_observation_space
 from plainrl.kit.errors import ConfigError, PlainRLError
 from plainrl.kit.evaluate import Agent, agent_policy, evaluate_episodes, write_eval_json
 from plainrl.kit.nets import resolve_device
-from plainrl.kit.registry import ALGORITHMS, canonical_name, check_spaces, load_algorithm, load_run
+from plainrl.kit.registry import ALGORITHMS, canonical_name, check_spaces, load_algorithm, load_run, reads_vectors
 from plainrl.kit.run import Run, default_run_dir, load_checkpoint_file, precision, read_run_config
 
 StepCallback = Callable[[int, Any], bool]  # (step, what is being trained) -> True to stop training now
@@ -163,7 +163,7 @@ def check(name: str, module: ModuleType, config: RunConfig) -> None:
         if hasattr(module, "check_world"):
             module.check_world(config, world)
     if isinstance(config, EnvConfig):
-        env = make_env(config.env)
+        env = make_env(config.env, vectors=reads_vectors(module))  # as the algorithm will see it
         check_spaces(name, module, env)
         if hasattr(module, "check_env"):
             module.check_env(env)
@@ -191,7 +191,8 @@ def finish(module: ModuleType, config: RunConfig, trained: Any, run: Run) -> Non
     if isinstance(config, EnvConfig):
         if config.eval_episodes == 0 or not distributed.world().is_main:
             return
-        result = evaluate_episodes(agent_policy(trained), config.env, config.eval_episodes, config.seed)
+        result = evaluate_episodes(agent_policy(trained), config.env, config.eval_episodes, config.seed,
+                                   vectors=reads_vectors(module))  # fmt: skip
         write_eval_json(run_dir, result)
         print(f"eval: mean_return = {result['mean_return']:.2f} +/- {result['std_return']:.2f} "
                       f"over {result['episodes']} episodes -> {run_dir / 'eval.json'}")  # fmt: skip
@@ -224,11 +225,11 @@ def load(path: str | Path, device: str | None = None) -> Any:
     name, module, config = load_run(path)
     target = resolve_device(device or config.device, config.AUTO_DEVICE)
     if isinstance(config, EnvConfig):
-        env = make_env(config.env)
+        env = make_env(config.env, vectors=reads_vectors(module))
         agent = module.build_agent(config, env.observation_space, env.action_space).to(target)
         env.close()
         agent.load_state_dict(load_checkpoint_file(path, map_location=target)["agent"])
-        return Agent(agent.eval(), env.observation_space, config)
+        return Agent(agent.eval(), env.observation_space, config, raw_observation_space(env))
     if hasattr(module, "load_trained"):  # reward-model: the scorer, not a policy
         return module.load_trained(Path(path), target)
     from plainrl.llm.policies import Policy, load_run_policy
@@ -263,7 +264,8 @@ def evaluate(path: str | Path, episodes: int = 20, video: bool = False, n: int |
             raise ConfigError(f"episodes = {episodes} must be >= 1")
         agent = load(path)
         video_path = Path(path) / "episode.gif" if video else None
-        result = evaluate_episodes(agent_policy(agent.module), config.env, episodes, config.seed, video_path)
+        result = evaluate_episodes(agent_policy(agent.module), config.env, episodes, config.seed, video_path,
+                                   vectors=reads_vectors(module))  # fmt: skip
     else:
         if video:
             raise ConfigError("video is for env runs; an LLM run is evaluated on held-out examples")

@@ -110,3 +110,24 @@ class SelfSamplingEnv(gym.Env):
 
     def step(self, action: Any):
         return self.observation_space.sample(), float(self.action_space.sample()), False, False, {}
+
+
+class DiscreteChainEnv(gym.Env):
+    """States 0..4 (a Discrete observation); action 1 steps right, 0 left; reaching 4 ends the episode with +1, each
+    step costs 0.01, and the episode is cut after 20 steps. The best return is 1 - 0.04 = 0.96."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Discrete(5)
+        self.action_space = gym.spaces.Discrete(2)
+        self.state, self.t = 0, 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.state, self.t = 0, 0
+        return self.state, {}
+
+    def step(self, action: Any):
+        self.t += 1
+        self.state = min(4, self.state + 1) if int(action) == 1 else max(0, self.state - 1)
+        reached = self.state == 4
+        return self.state, (1.0 if reached else 0.0) - 0.01, reached, self.t >= 20 and not reached, {}

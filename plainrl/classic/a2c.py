@@ -30,7 +30,7 @@ from plainrl.kit.nets import ActorCritic
 from plainrl.kit.normalize import RewardScaler, standardize
 from plainrl.kit.run import Run, set_up_torch
 
-OBSERVATION_SPACES = ("Box",)  # flat vectors; no images or discrete states
+OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary come one-hot: kit/envs.py); no images
 ACTION_SPACES = ("Discrete", "Box")
 
 

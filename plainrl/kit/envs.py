@@ -80,6 +80,52 @@ class Float32Observations(gym.ObservationWrapper):
         return np.asarray(observation, dtype=np.float32)
 
 
+ENCODED_SPACES = ("Discrete", "MultiDiscrete", "MultiBinary")  # observation spaces given to MLPs as vectors
+
+
+def encode_observation(space: gym.Space, observation: Any) -> np.ndarray:
+    """Discrete -> one-hot; MultiDiscrete -> one one-hot per entry, concatenated; MultiBinary -> its 0/1 floats:
+    the vector an MLP reads, as Stable-Baselines3 preprocesses these spaces. A batch (B, ...) -> (B, size)."""
+    if isinstance(space, gym.spaces.Discrete):
+        index = np.asarray(observation, dtype=np.int64) - int(space.start)
+        return np.eye(int(space.n), dtype=np.float32)[index]
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        values = np.asarray(observation, dtype=np.int64) - space.start
+        nvec = space.nvec.reshape(-1)
+        values = values.reshape(*values.shape[: values.ndim - space.nvec.ndim], -1)
+        return np.concatenate([np.eye(int(n), dtype=np.float32)[values[..., i]] for i, n in enumerate(nvec)], -1)
+    if isinstance(space, gym.spaces.MultiBinary):
+        values = np.asarray(observation, dtype=np.float32)
+        return values.reshape(*values.shape[: values.ndim - len(space.shape)], -1)
+    raise TypeError(f"{type(space).__name__} is not one of {', '.join(ENCODED_SPACES)}")
+
+
+def encoded_size(space: gym.Space) -> int:
+    return int(encode_observation(space, space.sample()).shape[-1])
+
+
+class VectorObservations(gym.ObservationWrapper):
+    """A Discrete, MultiDiscrete or MultiBinary observation as a float32 vector in [0, 1] (encode_observation)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.raw_space = env.observation_space
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (encoded_size(self.raw_space),), np.float32)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        return encode_observation(self.raw_space, observation)
+
+
+def raw_observation_space(env: gym.Env) -> gym.Space | None:
+    """The env's own observation space where plainrl's wrappers encode it as a vector (VectorObservations), else
+    None: what a user's observations look like before the agent reads them."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, VectorObservations):
+            return env.raw_space
+        env = env.env
+    return None
+
+
 class FiniteCheck(gym.Wrapper):
     """Stop at the first NaN or infinite reward or (float) observation an env returns, and name it, instead of
     letting it surface later as a NaN loss. The usual case costs one test, a number that is finite exactly when every
@@ -126,21 +172,24 @@ class FiniteCheck(gym.Wrapper):
                                    "finite rewards and observations")  # fmt: skip
 
 
-def _wrap(env: gym.Env, env_id: str) -> gym.Env:
-    """float64 Box observations as float32; continuous actions clipped to the action bounds; rewards and
-    observations checked for NaN and inf."""
+def _wrap(env: gym.Env, env_id: str, vectors: bool) -> gym.Env:
+    """float64 Box observations as float32; with `vectors`, Discrete, MultiDiscrete and MultiBinary observations
+    as vectors; continuous actions clipped to the action bounds; rewards and observations checked for NaN and inf."""
     space = env.observation_space
     if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
         env = Float32Observations(env)
+    if vectors and type(space).__name__ in ENCODED_SPACES:
+        env = VectorObservations(env)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipToBounds(env)
     return FiniteCheck(env, env_id)
 
 
-def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
-    """One environment (for evaluation and inspection), wrapped as the training envs are."""
+def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None, vectors: bool = False) -> gym.Env:
+    """One environment (for evaluation and inspection), wrapped as the training envs are; `vectors`: as the
+    classic algorithms' envs are (make_vec_env), tabular methods read Discrete states as they are."""
     kwargs = {"render_mode": render_mode} if render_mode else {}
-    env = _wrap(_env_maker(env_id, **kwargs)(), env_id)
+    env = _wrap(_env_maker(env_id, **kwargs)(), env_id, vectors)
     if seed is not None:
         env.reset(seed=seed)
         seed_spaces(env, seed)
@@ -157,12 +206,13 @@ def seed_spaces(env: gym.Env, seed: int) -> None:
 
 
 def make_vec_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
-    """`num_envs` copies seeded seed, seed+1, ... (their spaces too); SAME_STEP autoreset; float32 observations; Box
-    actions clipped to bounds; each copy checks its rewards and observations for NaN and inf."""
+    """`num_envs` copies seeded seed, seed+1, ... (their spaces too); SAME_STEP autoreset; float32 observations,
+    Discrete, MultiDiscrete and MultiBinary ones as vectors; Box actions clipped to bounds; each copy checks its
+    rewards and observations for NaN and inf. For the classic algorithms, which read vectors."""
     maker = _env_maker(env_id)
 
     def make_one(index: int) -> gym.Env:
-        env = _wrap(maker(), env_id)
+        env = _wrap(maker(), env_id, vectors=True)
         seed_spaces(env, seed + index)
         return env
 

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from plainrl.kit.envs import make_env
+from plainrl.kit.envs import encode_observation, make_env
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the training envs' seeds
 UNTIMED_EPISODE_LIMIT = 10_000  # envs without a time limit (CliffWalking-v1): a policy that loops still ends
@@ -38,9 +38,11 @@ def evaluate_episodes(
     episodes: int,
     seed: int,
     video_path: str | Path | None = None,
+    vectors: bool = False,
 ) -> dict[str, Any]:
-    """Mean and std of the undiscounted return over `episodes` episodes; optionally a GIF of the first."""
-    env = make_env(env_id, render_mode="rgb_array" if video_path else None)
+    """Mean and std of the undiscounted return over `episodes` episodes; optionally a GIF of the first. `vectors`:
+    the env as a classic algorithm sees it (registry.reads_vectors)."""
+    env = make_env(env_id, render_mode="rgb_array" if video_path else None, vectors=vectors)
     timed = env.spec is not None and env.spec.max_episode_steps is not None
     returns: list[float] = []
     frames: list[Any] = []
@@ -81,12 +83,19 @@ class Agent:
     """A trained agent from a run folder: `predict` maps observations to actions, as Stable-Baselines3's does
     (without its second, recurrent-state return value)."""
 
-    def __init__(self, module: Any, observation_space: gym.Space, config: Any) -> None:
+    def __init__(
+        self, module: Any, observation_space: gym.Space, config: Any, raw_space: gym.Space | None = None
+    ) -> None:
         self.module, self.observation_space, self.config = module, observation_space, config
+        self.raw_space = raw_space  # the env's own space, when the agent reads it encoded (envs.VectorObservations)
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """One observation -> one action; a batch (B, *obs_shape) -> B actions."""
+        """One observation -> one action; a batch (B, *obs_shape) -> B actions. Observations as the env gives
+        them (a Discrete state as its index: it is one-hot encoded here)."""
+        space = self.raw_space or self.observation_space
+        single = np.ndim(obs) == len(space.shape or ())
+        if self.raw_space is not None:
+            obs = encode_observation(self.raw_space, obs)
         obs = np.asarray(obs, dtype=np.float32)
-        single = obs.ndim == len(self.observation_space.shape or ())
         actions = agent_policy(self.module, deterministic=deterministic)(obs[None] if single else obs)
         return actions[0] if single else actions

@@ -32,6 +32,7 @@ from types import ModuleType
 import gymnasium as gym
 
 from plainrl.kit.config import RunConfig
+from plainrl.kit.envs import ENCODED_SPACES
 from plainrl.kit.errors import PlainRLError, did_you_mean
 from plainrl.kit.run import read_run_config, saved_config
 
@@ -86,9 +87,18 @@ def load_run(run_dir: str | Path) -> tuple[str, ModuleType, RunConfig]:
     return name, module, saved_config(run_dir, module.Config)
 
 
+def reads_vectors(module: ModuleType) -> bool:
+    """Does the algorithm read observations as vectors (the classic ones), so that Discrete, MultiDiscrete and
+    MultiBinary observations reach it one-hot encoded (kit/envs.py)? Tabular methods read Discrete states."""
+    return "Box" in (getattr(module, "OBSERVATION_SPACES", None) or ("Box",))
+
+
 def check_spaces(name: str, module: ModuleType, env: gym.Env) -> None:
-    """The env's action and observation spaces are kinds the algorithm handles, or one clear error."""
+    """The env's action and observation spaces are kinds the algorithm handles, or one clear error. `env` is made
+    as the algorithm sees it (make_env(..., vectors=reads_vectors(module)))."""
     observations = getattr(module, "OBSERVATION_SPACES", None)  # None: any
+    if observations is not None and reads_vectors(module):
+        observations = (*observations, *(f"{kind} (one-hot)" for kind in ENCODED_SPACES))
     for kind, space, allowed in [("action", env.action_space, module.ACTION_SPACES),
                                  ("observation", env.observation_space, observations)]:  # fmt: skip
         if allowed is not None and type(space).__name__ not in allowed:
