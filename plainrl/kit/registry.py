@@ -12,7 +12,8 @@ Env-track modules (Config subclasses kit.config.EnvConfig: classic and tabular) 
     ACTION_SPACES   the gymnasium space class names it handles, e.g. ("Discrete", "Box")
     build_agent(config, observation_space, action_space) -> an nn.Module with act(obs, deterministic)
 and may provide
-    OBSERVATION_SPACES  the observation space class names it handles (tabular methods: ("Discrete",))
+    OBSERVATION_SPACES  the observation space class names it handles (tabular methods: ("Discrete",)); one that
+                        reads "Box" also gets Discrete, MultiDiscrete and MultiBinary ones, one-hot (reads_vectors)
     check_env(env)      raise PlainRLError if the env lacks something the algorithm needs (a model, ...)
     draw_pictures(run_dir) -> [paths]   pictures beyond curve.png that `plainrl plot` refreshes
 
