@@ -30,7 +30,7 @@ from plainrl.kit import distributed
 from plainrl.kit.config import EnvConfig, RunConfig, build_config, in_process_name
 from plainrl.kit.envs import make_env, raw_observation_space
 from plainrl.kit.errors import ConfigError, PlainRLError
-from plainrl.kit.evaluate import Agent, agent_policy, evaluate_episodes, write_eval_json
+from plainrl.kit.evaluate import Agent, PeriodicEvaluation, agent_policy, evaluate_episodes, write_eval_json
 from plainrl.kit.nets import resolve_device
 from plainrl.kit.registry import ALGORITHMS, canonical_name, check_spaces, load_algorithm, load_run, reads_vectors
 from plainrl.kit.run import Run, default_run_dir, load_checkpoint_file, precision, read_run_config
@@ -120,7 +120,7 @@ def train(
         raise
     with Run.create(name, config, run_dir, show_progress=progress) as run, precision(config):
         distributed.say(f"run folder: {run.dir}")
-        run.step_hooks.extend(callbacks)
+        add_step_hooks(run, module, config, callbacks)
         trained = module.train(config, run)
     finish(module, config, trained, run)
     return RunFolder(run.dir)
@@ -138,10 +138,18 @@ def resume(path: str | Path, progress: bool = True, callbacks: Sequence[StepCall
     check(name, module, config)
     with Run.resume(path, config, show_progress=progress) as run, precision(config):
         distributed.say(f"resuming {run.dir} at step {run.start_step} of {config.total_steps}")
-        run.step_hooks.extend(callbacks)
+        add_step_hooks(run, module, config, callbacks)
         trained = module.train(config, run)
     finish(module, config, trained, run)
     return RunFolder(path)
+
+
+def add_step_hooks(run: Run, module: ModuleType, config: RunConfig, callbacks: Sequence[StepCallback]) -> None:
+    """What runs after every logged step: evaluations during training (env runs, eval_every > 0), then the
+    caller's callbacks."""
+    if isinstance(config, EnvConfig) and config.eval_every > 0:
+        run.step_hooks.append(PeriodicEvaluation(run, config, reads_vectors(module)))
+    run.step_hooks.extend(callbacks)
 
 
 def check(name: str, module: ModuleType, config: RunConfig) -> None:
@@ -219,17 +227,20 @@ def finish(module: ModuleType, config: RunConfig, trained: Any, run: Run) -> Non
 
 
 # ----- load and evaluate -------------------------------------------------------------------------------------------
-def load(path: str | Path, device: str | None = None) -> Any:
+def load(path: str | Path, device: str | None = None, best: bool = False) -> Any:
     """The trained thing of a run folder, from its last checkpoint: an Agent (env runs: predict(obs)) or a Policy
-    (LLM runs: generate(prompts)). `device`: default the run's own."""
+    (LLM runs: generate(prompts)). `device`: default the run's own. best: an env run's checkpoints/best.pt (the
+    best evaluation during training, eval_every > 0)."""
     name, module, config = load_run(path)
     target = resolve_device(device or config.device, config.AUTO_DEVICE)
     if isinstance(config, EnvConfig):
         env = make_env(config.env, vectors=reads_vectors(module))
         agent = module.build_agent(config, env.observation_space, env.action_space).to(target)
         env.close()
-        agent.load_state_dict(load_checkpoint_file(path, map_location=target)["agent"])
+        agent.load_state_dict(load_checkpoint_file(path, map_location=target, best=best)["agent"])
         return Agent(agent.eval(), env.observation_space, config, raw_observation_space(env))
+    if best:
+        raise ConfigError("best is for env runs with eval_every > 0; an LLM run keeps its last checkpoint")
     if hasattr(module, "load_trained"):  # reward-model: the scorer, not a policy
         return module.load_trained(Path(path), target)
     from plainrl.llm.policies import Policy, load_run_policy
@@ -253,19 +264,24 @@ def export(path: str | Path, out: str | Path, merge_lora: bool = False) -> Path:
     return hf_export.export_policy(model, tokenizer, base, Path(out), merge_lora)
 
 
-def evaluate(path: str | Path, episodes: int = 20, video: bool = False, n: int | None = None) -> dict[str, Any]:
+def evaluate(
+    path: str | Path, episodes: int = 20, video: bool = False, n: int | None = None, best: bool = False
+) -> dict[str, Any]:
     """Evaluate a run folder's last checkpoint and write eval.json. Env runs: `episodes` deterministic episodes
-    (`video`: also episode.gif of the first). LLM runs: greedy accuracy on the first `n` held-out examples
-    (default: the run's eval_n)."""
+    (`video`: also episode.gif of the first); best: checkpoints/best.pt instead, into eval_best.json. LLM runs:
+    greedy accuracy on the first `n` held-out examples (default: the run's eval_n)."""
     name, module, config = load_run(path)
     torch.set_num_threads(config.torch_threads)
     if isinstance(config, EnvConfig):
         if episodes < 1:
             raise ConfigError(f"episodes = {episodes} must be >= 1")
-        agent = load(path)
+        agent = load(path, best=best)
         video_path = Path(path) / "episode.gif" if video else None
         result = evaluate_episodes(agent_policy(agent.module), config.env, episodes, config.seed, video_path,
                                    vectors=reads_vectors(module))  # fmt: skip
+        if best:
+            (Path(path) / "eval_best.json").write_text(json.dumps(result, indent=1))
+            return result
     else:
         if video:
             raise ConfigError("video is for env runs; an LLM run is evaluated on held-out examples")

@@ -118,12 +118,15 @@ def eval_(
     episodes: Annotated[int, typer.Option(help="Env runs: deterministic episodes to run.")] = 20,
     video: Annotated[bool, typer.Option(help="Env runs: also write episode.gif of the first episode.")] = False,
     n: Annotated[int | None, typer.Option(help="LLM runs: held-out examples (default: the run's eval_n).")] = None,
+    best: Annotated[
+        bool, typer.Option(help="Env runs: the best agent of training (eval_every > 0), into eval_best.json.")
+    ] = False,
 ) -> None:
     """Evaluate a saved run: prints the result, writes eval.json."""
     from plainrl import api
 
     try:
-        result = api.evaluate(run_dir, episodes=episodes, video=video, n=n)
+        result = api.evaluate(run_dir, episodes=episodes, video=video, n=n, best=best)
     except PlainRLError as err:
         _fail(str(err))
     typer.echo("  ".join(f"{k} = {v:.2f}" if isinstance(v, float) else f"{k} = {v}" for k, v in result.items()))

@@ -69,11 +69,12 @@ class EnvConfig(RunConfig):
     AUTO_DEVICE: ClassVar[str] = "cpu"
 
     env: str = "CartPole-v1"  # a Gymnasium id, or module:ClassName / module:factory
-    eval_episodes: int = 20  # deterministic episodes for eval.json when training ends
+    eval_episodes: int = 20  # deterministic episodes for eval.json when training ends (and for each eval_every)
+    eval_every: int = 0  # env steps between evaluations during training, logged; the best -> checkpoints/best.pt
 
     def validate(self) -> None:
         super().validate()
-        require_ranges(self, non_negative=("eval_episodes",))
+        require_ranges(self, non_negative=("eval_episodes", "eval_every"))
 
 
 @dataclass

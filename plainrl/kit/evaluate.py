@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from plainrl.kit.envs import encode_observation, make_env
+from plainrl.kit.run import BEST_CHECKPOINT, read_checkpoint
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the training envs' seeds
 UNTIMED_EPISODE_LIMIT = 10_000  # envs without a time limit (CliffWalking-v1): a policy that loops still ends
@@ -77,6 +79,32 @@ def write_eval_json(run_dir: str | Path, result: dict[str, Any]) -> Path:
     path = Path(run_dir) / "eval.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+class PeriodicEvaluation:
+    """A step hook (Run.step_hooks) for env runs with eval_every > 0: every eval_every env steps, eval_episodes
+    deterministic episodes on a separate env (the same episodes each time), logged as eval_return and
+    eval_return_std; the agent of the best one so far is kept in checkpoints/best.pt (`plainrl eval RUN --best`).
+    A resumed run keeps the best of before it."""
+
+    def __init__(self, run: Any, config: Any, vectors: bool) -> None:
+        self.run, self.config, self.vectors = run, config, vectors
+        every = config.eval_every
+        self.next = (run.start_step // every + 1) * every
+        best_file = run.dir / BEST_CHECKPOINT
+        self.best = float(read_checkpoint(best_file)["eval_return"]) if best_file.is_file() else -math.inf
+
+    def __call__(self, step: int, agent: Any) -> bool:
+        if step < self.next:
+            return False
+        self.next = (step // self.config.eval_every + 1) * self.config.eval_every
+        result = evaluate_episodes(agent_policy(agent), self.config.env, self.config.eval_episodes, self.config.seed,
+                                   vectors=self.vectors)  # fmt: skip
+        self.run.log_evaluation(step, {"eval_return": result["mean_return"], "eval_return_std": result["std_return"]})
+        if result["mean_return"] > self.best:
+            self.best = result["mean_return"]
+            self.run.save_best(step, {"agent": agent.state_dict(), "eval_return": self.best})
+        return False  # never stops training
 
 
 class Agent:

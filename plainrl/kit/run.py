@@ -6,6 +6,7 @@
         events.out.tfevents.*
         checkpoints/latest.pt   everything needed to resume: model, optimizer, RNG states, step counters
         checkpoints/previous.pt the checkpoint before it: the fallback when latest.pt is unreadable
+        checkpoints/best.pt     env runs with eval_every > 0: the agent of the best evaluation during training
         curve.png          the learning curve
         eval.json          written after training (see plainrl.kit.evaluate)
 
@@ -52,6 +53,7 @@ from plainrl.kit.errors import PlainRLError
 
 CHECKPOINT = "checkpoints/latest.pt"
 PREVIOUS_CHECKPOINT = "checkpoints/previous.pt"
+BEST_CHECKPOINT = "checkpoints/best.pt"
 
 try:  # numpy's pickles rebuild arrays and scalars with these two functions
     from numpy._core.multiarray import _reconstruct, scalar  # numpy 2
@@ -121,10 +123,19 @@ def saved_config(run_dir: str | Path, config_cls: type[RunConfig]) -> RunConfig:
     return config
 
 
-def load_checkpoint_file(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint_file(
+    run_dir: str | Path, map_location: str | torch.device = "cpu", best: bool = False
+) -> dict[str, Any]:
     """The run's latest checkpoint; its previous one (with a warning) when latest.pt is missing or unreadable (cut
-    short by a crash or a full disk, or refused because it asks to run code)."""
+    short by a crash or a full disk, or refused because it asks to run code). best: checkpoints/best.pt."""
     run_dir = Path(run_dir)
+    if best:
+        if not (run_dir / BEST_CHECKPOINT).is_file():
+            raise PlainRLError(f"{str(run_dir)!r} has no {BEST_CHECKPOINT}: train with eval_every > 0 to keep one")
+        try:
+            return read_checkpoint(run_dir / BEST_CHECKPOINT, map_location)
+        except PlainRLError as e:
+            raise PlainRLError(f"{BEST_CHECKPOINT} {e}") from None
     if not any((run_dir / name).is_file() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
         raise PlainRLError(f"{str(run_dir)!r} has no checkpoint yet ({CHECKPOINT} is missing)")
     problems = []
@@ -440,6 +451,30 @@ class Run:
                 else f"torchrun ({self.world.size} processes) -m plainrl resume"
             )
             raise RunInterrupted(f"interrupted at step {step}; checkpoint saved. Continue with: {command} {self.dir}")
+
+    def log_evaluation(self, step: int, metrics: dict[str, float]) -> None:
+        """A row of an evaluation during training (eval_return ...): metrics.csv and TensorBoard, nothing else
+        (no throughput, no progress). Every rank evaluates the same agent; rank 0 writes."""
+        if not self.writes:
+            return
+        row: dict[str, float] = {"step": step, "time": round(self.elapsed(), 3), **metrics}
+        new_columns = [k for k in row if k not in self.columns]
+        if new_columns:
+            self._add_columns(new_columns)
+        self._writer.writerow(row)
+        self._metrics_file.flush()
+        for key, value in metrics.items():
+            self.tensorboard.add_scalar(key, value, step)
+
+    def save_best(self, step: int, state: dict[str, Any]) -> None:
+        """checkpoints/best.pt: the state of the best evaluation so far (written whole, then renamed)."""
+        if not self.writes:
+            return
+        best = self.dir / BEST_CHECKPOINT
+        best.parent.mkdir(parents=True, exist_ok=True)
+        tmp = best.with_suffix(".tmp")
+        torch.save({**state, "step": step}, tmp)
+        os.replace(tmp, best)
 
     def save_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         """Write latest.pt, keeping the one before as previous.pt. A crash or a full disk at any moment leaves at
