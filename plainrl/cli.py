@@ -116,7 +116,9 @@ def resume(
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     episodes: Annotated[int, typer.Option(help="Env runs: deterministic episodes to run.")] = 20,
-    video: Annotated[bool, typer.Option(help="Env runs: also write episode.gif of the first episode.")] = False,
+    video: Annotated[
+        bool, typer.Option(help="Env runs: also write episode.gif (and .mp4 with imageio-ffmpeg) of the first episode.")
+    ] = False,
     n: Annotated[int | None, typer.Option(help="LLM runs: held-out examples (default: the run's eval_n).")] = None,
     best: Annotated[
         bool, typer.Option(help="Env runs: the best agent of training (eval_every > 0), into eval_best.json.")
@@ -131,7 +133,8 @@ def eval_(
         _fail(str(err))
     typer.echo("  ".join(f"{k} = {v:.2f}" if isinstance(v, float) else f"{k} = {v}" for k, v in result.items()))
     if video:
-        typer.echo(f"wrote {run_dir / 'episode.gif'}")
+        written = [name for name in ("episode.gif", "episode.mp4") if (run_dir / name).is_file()]
+        typer.echo(f"wrote {', '.join(str(run_dir / name) for name in written)}")
 
 
 @app.command()

@@ -89,5 +89,6 @@ def test_train_eval_plot_end_to_end(tmp_path):
     assert saved["episodes"] == 3 and set(saved) == {"mean_return", "std_return", "episodes"}
     assert f"mean_return = {saved['mean_return']:.2f}" in result.output
     assert (run_dir / "episode.gif").stat().st_size > 1000
+    assert (run_dir / "episode.mp4").stat().st_size > 1000 and "episode.mp4" in result.output  # imageio-ffmpeg: [dev]
     result = runner.invoke(app, ["plot", str(run_dir), str(run_dir), "--out", str(tmp_path / "c.png")])
     assert result.exit_code == 0 and (tmp_path / "c.png").exists()

@@ -64,10 +64,7 @@ def evaluate_episodes(
         returns.append(total)
     env.close()
     if video_path and frames:
-        import imageio.v2 as imageio
-
-        fps = env.metadata.get("render_fps", 30)
-        imageio.mimsave(str(video_path), frames, duration=1000 / fps, loop=0)
+        write_videos(Path(video_path), frames, env.metadata.get("render_fps", 30))
     return {
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
@@ -79,6 +76,22 @@ def write_eval_json(run_dir: str | Path, result: dict[str, Any]) -> Path:
     path = Path(run_dir) / "eval.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def write_videos(gif_path: Path, frames: list[Any], fps: int) -> list[Path]:
+    """The frames as a GIF, and beside it as an MP4 when imageio-ffmpeg is installed (pip install 'plainrl[video]':
+    its wheel carries an ffmpeg binary). Returns the files written."""
+    import importlib.util
+
+    import imageio.v2 as imageio
+
+    imageio.mimsave(str(gif_path), frames, duration=1000 / fps, loop=0)
+    written = [gif_path]
+    if importlib.util.find_spec("imageio_ffmpeg") is not None:
+        mp4_path = gif_path.with_suffix(".mp4")
+        imageio.mimsave(str(mp4_path), frames, fps=fps, macro_block_size=1)  # any frame size, no resizing
+        written.append(mp4_path)
+    return written
 
 
 class PeriodicEvaluation:
