@@ -359,13 +359,7 @@ class Run:
         if not self.writes:
             self.last_logged = row
             return
-        new_columns = [k for k in row if k not in self.columns]
-        if new_columns:
-            self._add_columns(new_columns)
-        self._writer.writerow(row)
-        self._metrics_file.flush()
-        for key, value in metrics.items():
-            self.tensorboard.add_scalar(key, value, step)
+        self._write_row(row, metrics)
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
         if "episode_return" in metrics:
@@ -455,16 +449,18 @@ class Run:
     def log_evaluation(self, step: int, metrics: dict[str, float]) -> None:
         """A row of an evaluation during training (eval_return ...): metrics.csv and TensorBoard, nothing else
         (no throughput, no progress). Every rank evaluates the same agent; rank 0 writes."""
-        if not self.writes:
-            return
-        row: dict[str, float] = {"step": step, "time": round(self.elapsed(), 3), **metrics}
+        if self.writes:
+            self._write_row({"step": step, "time": round(self.elapsed(), 3), **metrics}, metrics)
+
+    def _write_row(self, row: dict[str, float], metrics: dict[str, float]) -> None:
+        """One row of metrics.csv (new columns added as they appear) and the scalars to TensorBoard."""
         new_columns = [k for k in row if k not in self.columns]
         if new_columns:
             self._add_columns(new_columns)
         self._writer.writerow(row)
         self._metrics_file.flush()
         for key, value in metrics.items():
-            self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.add_scalar(key, value, int(row["step"]))
 
     def save_best(self, step: int, state: dict[str, Any]) -> None:
         """checkpoints/best.pt: the state of the best evaluation so far (written whole, then renamed)."""
