@@ -18,9 +18,10 @@ runner = CliRunner()
         (["train", "ppo", "--env", "CartPol-v1"], "unknown env id 'CartPol-v1' (did you mean: CartPole-v1"),
         (["train", "pop", "--env", "CartPole-v1"], "unknown algorithm 'pop' (did you mean: ppo"),
         (
-            ["train", "ppo", "--env", "tests.helpers:MultiBinaryEnv"],
-            "ppo cannot handle the MultiBinary action space",
+            ["train", "dqn", "--env", "tests.helpers:MultiBinaryEnv"],
+            "dqn cannot handle the MultiBinary action space",
         ),
+        (["train", "reinforce", "--env", "ALE/Pong-v5"], "reinforce cannot handle the Image observation space of"),
         (["train", "ppo", "--set", "gamma=1.5"], "gamma = 1.5 must be in (0, 1]"),
         (["train", "ppo", "--set", "learning_rate=-1"], "learning_rate = -1.0 must be > 0"),
         (["train", "ppo", "--set", "clip_coef=0"], "clip_coef = 0.0 must be > 0"),

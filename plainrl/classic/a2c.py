@@ -19,19 +19,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
 from plainrl.kit import distributed
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
 from plainrl.kit.config import EnvConfig, require, require_ranges
-from plainrl.kit.envs import EpisodeStats, make_vec_env
+from plainrl.kit.envs import EpisodeStats, make_vec_env, vector_mask_reader
 from plainrl.kit.nets import ActorCritic
 from plainrl.kit.normalize import RewardScaler, standardize
 from plainrl.kit.run import Run, set_up_torch
+from plainrl.kit.spaces import auto_device
 
-OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary come one-hot: kit/envs.py); no images
-ACTION_SPACES = ("Discrete", "Box")
+# Vectors (Discrete, MultiDiscrete and MultiBinary come one-hot: kit/envs.py), images (a Nature CNN) and Dicts.
+OBSERVATION_SPACES = ("Box", "Image", "Dict")
+ACTION_SPACES = ("Discrete", "Box", "MultiDiscrete", "MultiBinary")
+MASKS_ACTIONS = True  # info["action_mask"] / env.action_masks(): masked actions get probability 0
 
 
 @dataclass
@@ -71,6 +75,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "LunarLander-v3": dict(
         total_steps=1_000_000, num_envs=8, gamma=0.995, learning_rate=8.3e-4, anneal_lr=True, ent_coef=1e-5
     ),
+    # Atari (kit/atari.py): rl-baselines3-zoo's (16 envs x 5 steps, RMSprop eps 1e-5, ent 0.01, vf 0.25), CnnPolicy.
+    **{game: dict(
+        total_steps=10_000_000, num_envs=16, num_steps=5, ent_coef=0.01, vf_coef=0.25, hidden_sizes=(),
+        checkpoint_every=100_000,
+    ) for game in ("ALE/Pong-v5", "ALE/Breakout-v5")},
     "Pendulum-v1": dict(
         total_steps=1_000_000, num_envs=8, num_steps=8, gae_lambda=0.9, vf_coef=0.4, normalize_obs=True,
         normalize_reward=True, anneal_lr=True,
@@ -107,11 +116,12 @@ def a2c_loss(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
-    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     env_shard = world.shard(config.num_envs, "num_envs")  # this rank's envs: seeds seed + their global index
     T, N = config.num_steps, env_shard.stop - env_shard.start
     envs = make_vec_env(config.env, N, config.seed + env_shard.start)
+    # Seeds Python, numpy and torch; CPU threads; the device (auto: a GPU for images, else the CPU).
+    device = set_up_torch(config, auto_device(envs.single_observation_space, config.AUTO_DEVICE))
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     if config.optimizer == "rmsprop":  # alpha and eps as in the paper's and SB3's A2C
         optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
@@ -127,21 +137,28 @@ def train(config: Config, run: Run) -> ActorCritic:
     num_iterations = math.ceil(config.total_steps / (T * config.num_envs))
     log_every = max(1, 1000 // (T * config.num_envs))  # iterations are tiny: log about every 1000 env steps
     global_step = run.start_step
-    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space)
-    obs, _ = envs.reset(seed=config.seed + env_shard.start + global_step)
+    # A resumed run reseeds its envs from the step it resumes at (env internals are not checkpointed).
+    obs, reset_infos = envs.reset(seed=config.seed + env_shard.start + global_step)
+    masks = vector_mask_reader(envs, reset_infos)  # the actions the envs allow, if they say (else None)
+    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space, masks)
+    rollout.start(reset_infos)
     episode_stats = EpisodeStats(N)
+
+    def policy(obs: np.ndarray, masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return agent.sample(obs, masks, env_shard)  # this rank's envs' actions and their log-probs
 
     for iteration in range(global_step // (T * config.num_envs), num_iterations):
         if config.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - iteration / num_iterations) * config.learning_rate
 
         # 1. A short rollout with the current policy.
-        obs = rollout.collect(envs, obs, lambda o: agent.sample(o, env_shard), episode_stats, reward_scaler)
+        obs = rollout.collect(envs, obs, policy, episode_stats, reward_scaler)
         global_step += T * config.num_envs
 
         # 2. n-step returns (or GAE) bootstrapped from V of the state each step reached.
         data = rollout.tensors(device)
-        values = agent.value(data["obs"])  # with gradient: the critic learns from this same batch
+        # With gradients: the actor and the critic learn from this same batch (masked actions: probability 0).
+        output, values = agent.policy_output_and_value(data["obs"], data.get("masks"))
         with torch.no_grad():
             next_values = agent.value(data["next_obs"])
             advantages, returns = compute_gae(
@@ -152,7 +169,7 @@ def train(config: Config, run: Run) -> ActorCritic:
                 advantages = standardize(advantages)  # over all ranks' rollouts
 
         # 3. One gradient step on the whole rollout.
-        logprobs, entropy = agent.head.log_prob_entropy(agent.policy_output(data["obs"]), data["actions"])
+        logprobs, entropy = agent.head.log_prob_entropy(output, data["actions"])
         loss, diagnostics = a2c_loss(
             logprobs, advantages, values, returns, entropy, vf_coef=config.vf_coef, ent_coef=config.ent_coef
         )

@@ -25,14 +25,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from plainrl.kit.buffers import NStepTransitions, ReplayBuffer
+from plainrl.kit.buffers import NStepTransitions, ReplayBuffer, storage_dtype
 from plainrl.kit.config import OffPolicyConfig, require, require_ranges
-from plainrl.kit.envs import EpisodeStats, make_vec_env, true_next_obs
-from plainrl.kit.nets import QNetwork, polyak_update
+from plainrl.kit.envs import EpisodeStats, env_rewards, final_masks, make_vec_env, true_next_obs, vector_mask_reader
+from plainrl.kit.nets import QNetwork, mask_logits, polyak_update
 from plainrl.kit.run import Run, set_up_torch
+from plainrl.kit.spaces import auto_device
 
-OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary come one-hot: kit/envs.py); no images
+# Vectors (Discrete, MultiDiscrete and MultiBinary come one-hot: kit/envs.py), images (a Nature CNN) and Dicts.
+OBSERVATION_SPACES = ("Box", "Image", "Dict")
 ACTION_SPACES = ("Discrete",)
+MASKS_ACTIONS = True  # info["action_mask"] / env.action_masks(): acting, exploring and targets use allowed actions
 
 
 @dataclass
@@ -89,6 +92,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         target_update_interval=250, train_frequency=4, gradient_steps=4, exploration_fraction=0.12,
         end_epsilon=0.05, hidden_sizes=(256, 256), anneal_lr=True,
     ),
+    # Atari (kit/atari.py): rl-baselines3-zoo's (the DQN paper's Nature CNN, a 100k-frame replay kept as uint8,
+    # 100k random steps first, epsilon 1 -> 0.01 over the first 10%); double = true for Double DQN.
+    **{game: dict(
+        total_steps=10_000_000, buffer_size=100_000, learning_rate=1e-4, batch_size=32, learning_starts=100_000,
+        target_update_interval=1000, train_frequency=4, gradient_steps=1, exploration_fraction=0.1,
+        end_epsilon=0.01, hidden_sizes=(), checkpoint_every=100_000,
+    ) for game in ("ALE/Pong-v5", "ALE/Breakout-v5")},
     "MountainCar-v0": dict(
         total_steps=120_000, learning_rate=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1000,
         gamma=0.98, target_update_interval=600, train_frequency=16, gradient_steps=8,
@@ -127,23 +137,32 @@ def td_targets(
     return rewards + discounts * (1.0 - terminated) * next_values
 
 
+def random_allowed_actions(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
+    """One action per row of masks (N, n), uniform over the allowed (True) ones: the argmax of uniform keys."""
+    return np.where(masks, rng.random(masks.shape), -1.0).argmax(-1)
+
+
 def train(config: Config, run: Run) -> QNetwork:
-    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     envs = make_vec_env(config.env, config.num_envs, config.seed)
+    # Seeds Python, numpy and torch; CPU threads; the device (auto: a GPU for images, else the CPU).
+    device = set_up_torch(config, auto_device(envs.single_observation_space, config.AUTO_DEVICE))
     q_network = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     target_network = copy.deepcopy(q_network)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, fused=True)
     obs_shape = envs.single_observation_space.shape or ()
     assert isinstance(envs.single_action_space, gym.spaces.Discrete)
     n_actions = int(envs.single_action_space.n)
-    replay = ReplayBuffer(config.buffer_size, obs_shape, (), np.int64, seed=config.seed)
+    obs, infos = envs.reset(seed=config.seed + run.start_step)  # a resumed run reseeds from the step it resumes at
+    read_masks = vector_mask_reader(envs, infos)  # the actions the envs allow, if they say (else None)
+    masks = None if read_masks is None else read_masks(infos)  # (N, n_actions) booleans
+    replay = ReplayBuffer(config.buffer_size, obs_shape, (), np.int64, seed=config.seed,
+                          obs_dtype=storage_dtype(envs.single_observation_space),
+                          mask_size=0 if masks is None else n_actions)  # fmt: skip
     n_step = NStepTransitions(config.n_step, config.gamma, config.num_envs)
     stateful = {"agent": q_network, "target": target_network, "optimizer": optimizer, "replay": replay}
     run.restore(stateful)
-
     global_step = run.start_step
     rng = np.random.default_rng(config.seed + global_step)  # exploration; reseeded from the step on resume
-    obs, _ = envs.reset(seed=config.seed + global_step)
     episode_stats = EpisodeStats(config.num_envs)
     since_train, since_target = 0, 0
     steps_since_log = 0
@@ -154,16 +173,25 @@ def train(config: Config, run: Run) -> QNetwork:
         # 1. Act epsilon-greedily and store what happened.
         epsilon = linear_epsilon(global_step, config)
         if rng.random() < epsilon:  # all envs explore together this step: one random draw, no forward pass
-            actions = rng.integers(0, n_actions, size=config.num_envs)
+            if masks is None:
+                actions = rng.integers(0, n_actions, size=config.num_envs)
+            else:
+                actions = random_allowed_actions(rng, masks)
         else:
             with torch.inference_mode():
-                actions = q_network(torch.as_tensor(obs, device=device)).argmax(-1).cpu().numpy()
+                mask_tensor = None if masks is None else torch.as_tensor(masks, device=device)
+                actions = q_network.act(torch.as_tensor(obs, device=device), mask=mask_tensor).cpu().numpy()
         next_obs, rewards, terminated, truncated, infos = envs.step(actions)
         episode_ends = terminated | truncated
-        episode_stats.update(rewards, episode_ends)
-        for transition in n_step.add(obs, actions, rewards, true_next_obs(next_obs, infos), terminated, episode_ends):
+        episode_stats.update(env_rewards(rewards, infos), episode_ends)
+        # The mask of the state each step reached: where an episode ended, the final state's, from its final info
+        # (the reset state's mask is the one to act on next).
+        next_masks = None if read_masks is None else final_masks(read_masks, infos)
+        reached = true_next_obs(next_obs, infos)
+        for transition in n_step.add(obs, actions, rewards, reached, terminated, episode_ends, next_masks):
             replay.add(*(np.asarray([field]) for field in transition))
         obs = next_obs
+        masks = None if read_masks is None else read_masks(infos)
         global_step += config.num_envs
         since_train += config.num_envs
         since_target += config.num_envs
@@ -178,12 +206,14 @@ def train(config: Config, run: Run) -> QNetwork:
             # drawn at once and the target network scores all of their next states in one forward pass.
             G, B = config.gradient_steps, config.batch_size
             phase = {name: x.view(G, B, *x.shape[1:]) for name, x in replay.sample(G * B, device).items()}
+            allowed = phase.get("next_masks")  # max and argmax over the actions allowed in s' (masking envs)
             with torch.no_grad():
-                next_q_target = target_network(phase["next_obs"])  # (G, B, n_actions)
+                next_q_target = mask_logits(target_network(phase["next_obs"]), allowed)  # (G, B, n_actions)
             for g in range(G):
                 batch = {name: x[g] for name, x in phase.items()}
                 with torch.no_grad():
-                    next_q_online = q_network(batch["next_obs"]) if config.double else None
+                    online = mask_logits(q_network(batch["next_obs"]), batch.get("next_masks"))
+                    next_q_online = online if config.double else None
                     targets = td_targets(
                         batch["rewards"], batch["discounts"], batch["terminated"], next_q_target[g], next_q_online
                     )

@@ -26,19 +26,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
 from plainrl.kit import distributed
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
 from plainrl.kit.config import EnvConfig, require, require_ranges
-from plainrl.kit.envs import EpisodeStats, make_vec_env
+from plainrl.kit.envs import EpisodeStats, make_vec_env, vector_mask_reader
 from plainrl.kit.nets import ActorCritic
 from plainrl.kit.normalize import RewardScaler, standardize
 from plainrl.kit.run import Run, set_up_torch
+from plainrl.kit.spaces import auto_device
 
-OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary come one-hot: kit/envs.py); no images
-ACTION_SPACES = ("Discrete", "Box")
+# Vectors (Discrete, MultiDiscrete and MultiBinary come one-hot: kit/envs.py), images (a Nature CNN) and Dicts.
+OBSERVATION_SPACES = ("Box", "Image", "Dict")
+ACTION_SPACES = ("Discrete", "Box", "MultiDiscrete", "MultiBinary")
+MASKS_ACTIONS = True  # info["action_mask"] / env.action_masks(): masked actions get probability 0
 
 
 @dataclass
@@ -76,7 +80,6 @@ class Config(EnvConfig):
             f"num_minibatches = {self.num_minibatches} must be in [1, num_envs * num_steps = {batch}]",
         )
         require(self.target_kl >= 0, f"target_kl = {self.target_kl} must be >= 0 (0 turns it off)")
-        require(len(self.hidden_sizes) >= 1, "hidden_sizes must name at least one layer, e.g. [64, 64]")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -95,6 +98,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # The zoo's Pendulum setting minus gSDE; the entropy bonus keeps the Gaussian's std from collapsing
     # (without it seed 1 ended at -653.8, its std shrinking while the return fell back from -430 to -680).
+    # Atari (kit/atari.py: the DQN paper's preprocessing, 4 stacked 84 x 84 frames): rl-baselines3-zoo's setting
+    # with its CnnPolicy's shape (the Nature CNN shared by actor and critic, one linear layer each on top), the
+    # learning rate and clip range annealed linearly to 0 over 2M env steps (8M frames) instead of its 10M.
+    **{game: dict(
+        total_steps=2_000_000, num_envs=8, num_steps=128, num_minibatches=4, update_epochs=4, learning_rate=2.5e-4,
+        clip_coef=0.1, anneal_clip=True, ent_coef=0.01, vf_coef=0.5, hidden_sizes=(), checkpoint_every=100_000,
+    ) for game in ("ALE/Pong-v5", "ALE/Breakout-v5")},
     "Pendulum-v1": dict(
         total_steps=300_000, num_envs=4, num_steps=1024, num_minibatches=16, update_epochs=10,
         gamma=0.9, gae_lambda=0.95, learning_rate=1e-3, normalize_obs=True, normalize_reward=True, ent_coef=0.01,
@@ -146,11 +156,12 @@ def ppo_loss(
 
 
 def train(config: Config, run: Run) -> ActorCritic:
-    device = set_up_torch(config)  # seeds Python, numpy and torch; CPU threads; the device
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     env_shard = world.shard(config.num_envs, "num_envs")  # this rank's envs: seeds seed + their global index
     T, N = config.num_steps, env_shard.stop - env_shard.start
     envs = make_vec_env(config.env, N, config.seed + env_shard.start, asynchronous=config.async_envs)
+    # Seeds Python, numpy and torch; CPU threads; the device (auto: a GPU for images, else the CPU).
+    device = set_up_torch(config, auto_device(envs.single_observation_space, config.AUTO_DEVICE))
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
     reward_scaler = RewardScaler(N, config.gamma) if config.normalize_reward else None
@@ -162,12 +173,17 @@ def train(config: Config, run: Run) -> ActorCritic:
     run.restore(stateful)
     global_step = run.start_step
 
-    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space)
     obs_shape: tuple[int, ...] = envs.single_observation_space.shape or ()
     action_shape: tuple[int, ...] = envs.single_action_space.shape or ()
     # A resumed run reseeds its envs from the step it resumes at (env internals are not checkpointed).
-    obs, _ = envs.reset(seed=config.seed + env_shard.start + global_step)
+    obs, reset_infos = envs.reset(seed=config.seed + env_shard.start + global_step)
+    masks = vector_mask_reader(envs, reset_infos)  # the actions the envs allow, if they say (else None)
+    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space, masks)
+    rollout.start(reset_infos)
     episode_stats = EpisodeStats(N)
+
+    def policy(obs: np.ndarray, masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return agent.sample(obs, masks, env_shard)  # this rank's envs' actions and their log-probs
 
     for iteration in range(global_step // (T * config.num_envs), num_iterations):
         progress_left = 1.0 - iteration / num_iterations
@@ -176,7 +192,7 @@ def train(config: Config, run: Run) -> ActorCritic:
         clip_coef = config.clip_coef * progress_left if config.anneal_clip else config.clip_coef
 
         # 1. Collect a rollout with the current policy.
-        obs = rollout.collect(envs, obs, lambda o: agent.sample(o, env_shard), episode_stats, reward_scaler)
+        obs = rollout.collect(envs, obs, policy, episode_stats, reward_scaler)
         global_step += T * config.num_envs
 
         # 2. Advantages. The policy has not changed during the rollout, so values are computed in one batch.
@@ -191,13 +207,16 @@ def train(config: Config, run: Run) -> ActorCritic:
         # 3. Several epochs of minibatch updates on the flattened rollout.
         b_obs = data["obs"].reshape(batch_size, *obs_shape)
         b_actions = data["actions"].reshape(batch_size, *action_shape)
+        b_masks = data["masks"].reshape(batch_size, -1) if "masks" in data else None  # the actions allowed
         b_logprobs, b_values = data["logprobs"].reshape(-1), values.reshape(-1)
         b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
         for _epoch in range(config.update_epochs):
             order = torch.randperm(batch_size, device=device)
             for start in range(0, batch_size, minibatch_size):
                 mb = order[start : start + minibatch_size]
-                new_logprobs, entropy = agent.head.log_prob_entropy(agent.policy_output(b_obs[mb]), b_actions[mb])
+                mb_masks = None if b_masks is None else b_masks[mb]  # masked actions: probability 0, as in the rollout
+                output, new_values = agent.policy_output_and_value(b_obs[mb], mb_masks)
+                new_logprobs, entropy = agent.head.log_prob_entropy(output, b_actions[mb])
                 mb_advantages = b_advantages[mb]
                 if config.norm_adv and len(mb) * world.size > 1:
                     mb_advantages = standardize(mb_advantages)  # over the minibatch's rows on all ranks
@@ -205,7 +224,7 @@ def train(config: Config, run: Run) -> ActorCritic:
                     new_logprobs=new_logprobs,
                     old_logprobs=b_logprobs[mb],
                     advantages=mb_advantages,
-                    new_values=agent.value(b_obs[mb]),
+                    new_values=new_values,
                     old_values=b_values[mb],
                     returns=b_returns[mb],
                     entropy=entropy,

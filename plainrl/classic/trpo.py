@@ -28,7 +28,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from plainrl.kit.buffers import RolloutBuffer, compute_gae
 from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
-from plainrl.kit.nets import ActorCritic, CategoricalHead
+from plainrl.kit.nets import ActorCritic, CategoricalHead, DiagGaussianHead
 from plainrl.kit.normalize import RewardScaler
 from plainrl.kit.run import Run, set_up_torch
 
@@ -122,6 +122,7 @@ def policy_distribution(agent: ActorCritic, obs: torch.Tensor) -> Distribution:
     output = agent.policy_output(obs)
     if isinstance(agent.head, CategoricalHead):
         return Categorical(logits=output)
+    assert isinstance(agent.head, DiagGaussianHead)  # ACTION_SPACES: Discrete or Box
     return Normal(output, agent.head.log_std.exp())
 
 

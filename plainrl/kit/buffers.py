@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from plainrl.kit.envs import EpisodeStats, true_next_obs
+from plainrl.kit.envs import EpisodeStats, env_rewards, true_next_obs
+from plainrl.kit.spaces import is_image_space
 
 
 class RolloutBuffer:
@@ -19,44 +21,80 @@ class RolloutBuffer:
     truncated steps can bootstrap from it. Per-step writes are numpy (cheap); `tensors` converts once.
     """
 
-    def __init__(self, num_steps: int, num_envs: int, observation_space: gym.Space, action_space: gym.Space):
+    def __init__(
+        self,
+        num_steps: int,
+        num_envs: int,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        mask_reader: Callable[..., np.ndarray] | None = None,
+    ):
+        """mask_reader (kit.envs.vector_mask_reader): the envs say which actions they allow; the masks (T, N, n)
+        are stored with the steps, for the loss to mask the same actions the rollout did."""
         T, N = num_steps, num_envs
         obs_shape, action_shape = observation_space.shape or (), action_space.shape or ()
         self.num_steps = num_steps
-        self.obs = np.zeros((T, N, *obs_shape), dtype=np.float32)
-        self.next_obs = np.zeros((T, N, *obs_shape), dtype=np.float32)
+        obs_dtype = storage_dtype(observation_space)
+        self.obs: np.ndarray = np.zeros((T, N, *obs_shape), dtype=obs_dtype)
+        self.next_obs: np.ndarray = np.zeros((T, N, *obs_shape), dtype=obs_dtype)
         self.actions = np.zeros((T, N, *action_shape), dtype=action_space.dtype)
         self.logprobs = np.zeros((T, N), dtype=np.float32)
         self.rewards = np.zeros((T, N), dtype=np.float32)
         self.terminated = np.zeros((T, N), dtype=np.float32)
         self.episode_ends = np.zeros((T, N), dtype=np.float32)
+        self.mask_reader = mask_reader
+        self.masks: np.ndarray | None = None  # (T, N, n) when masking, else None
+        self.current_mask: np.ndarray | None = None  # the mask of the obs to go on from
+
+    def start(self, reset_infos: dict[str, Any]) -> None:
+        """Read the first observations' masks (call after resetting the envs)."""
+        if self.mask_reader is not None:
+            self.current_mask = self.mask_reader(reset_infos)
+            self.masks = np.zeros((self.num_steps, *self.current_mask.shape), dtype=bool)
 
     def collect(
         self,
         envs: gym.vector.VectorEnv,
         obs: np.ndarray,
-        policy: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        policy: Callable[..., tuple[np.ndarray, np.ndarray]],
         episode_stats: EpisodeStats,
         reward_transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> np.ndarray:
-        """Run `policy` (obs -> actions, log-probs) for num_steps steps from `obs`; returns the obs to go on from.
+        """Run `policy` (obs -> actions, log-probs; (obs, action masks) -> ... when masking) for num_steps steps from
+        `obs`; returns the obs to go on from.
 
-        Episode statistics see the raw rewards; the buffer stores them after `reward_transform` (scaling).
+        Episode statistics see the game's rewards; the buffer stores them after `reward_transform` (scaling).
         """
         for t in range(self.num_steps):
-            actions, logprobs = policy(obs)
+            if self.masks is None:
+                actions, logprobs = policy(obs)
+            else:
+                actions, logprobs = policy(obs, self.current_mask)
+                self.masks[t] = self.current_mask
             self.obs[t], self.actions[t], self.logprobs[t] = obs, actions, logprobs
             obs, rewards, terminated, truncated, infos = envs.step(actions)
             episode_ends = terminated | truncated
-            episode_stats.update(rewards, episode_ends)
+            episode_stats.update(env_rewards(rewards, infos), episode_ends)
             self.rewards[t] = reward_transform(rewards, episode_ends) if reward_transform else rewards
             self.terminated[t], self.episode_ends[t] = terminated, episode_ends
             self.next_obs[t] = true_next_obs(obs, infos)
+            if self.mask_reader is not None:
+                self.current_mask = self.mask_reader(infos)
         return obs
 
     def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The rollout as tensors on `device`: (T, N, ...) each; "masks" only when masking."""
         names = ("obs", "next_obs", "actions", "logprobs", "rewards", "terminated", "episode_ends")
-        return {name: torch.as_tensor(getattr(self, name), device=device) for name in names}
+        tensors = {name: torch.as_tensor(getattr(self, name), device=device) for name in names}
+        if self.masks is not None:
+            tensors["masks"] = torch.as_tensor(self.masks, device=device)
+        return tensors
+
+
+def storage_dtype(observation_space: gym.Space) -> type:
+    """How buffers keep observations: images as uint8 (a quarter of float32's memory; the CNN scales them), the
+    rest as float32."""
+    return np.uint8 if is_image_space(observation_space) else np.float32
 
 
 def compute_gae(
@@ -109,9 +147,7 @@ class NStepTransitions:
 
     def __init__(self, n: int, gamma: float, num_envs: int) -> None:
         self.n, self.gamma = n, gamma
-        self.pending: list[deque[tuple[np.ndarray, np.ndarray, float, np.ndarray, bool]]] = [
-            deque() for _ in range(num_envs)
-        ]
+        self.pending: list[deque[tuple[Any, ...]]] = [deque() for _ in range(num_envs)]
 
     def add(
         self,
@@ -121,11 +157,14 @@ class NStepTransitions:
         next_obs: np.ndarray,
         terminated: np.ndarray,
         episode_ends: np.ndarray,
-    ) -> list[tuple[np.ndarray, np.ndarray, float, np.ndarray, bool, float]]:
-        """Add one vector step (N envs, next_obs = the state actually reached); returns the finished transitions."""
+        next_masks: np.ndarray | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Add one vector step (N envs, next_obs = the state actually reached); returns the finished transitions,
+        with the action mask of their last state at the end when `next_masks` (N, n) are given."""
         ready = []
         for i, pending in enumerate(self.pending):
-            pending.append((obs[i], actions[i], float(rewards[i]), next_obs[i], bool(terminated[i])))
+            mask = None if next_masks is None else next_masks[i]
+            pending.append((obs[i], actions[i], float(rewards[i]), next_obs[i], bool(terminated[i]), mask))
             if episode_ends[i]:  # flush: every pending transition ends at this episode's last state
                 while pending:
                     ready.append(self._n_step(pending))
@@ -135,11 +174,13 @@ class NStepTransitions:
                 pending.popleft()
         return ready
 
-    def _n_step(self, pending: deque) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, bool, float]:
-        n_step_return = sum(self.gamma**k * reward for k, (_, _, reward, _, _) in enumerate(pending))
+    def _n_step(self, pending: deque) -> tuple[Any, ...]:
+        n_step_return = sum(self.gamma**k * step[2] for k, step in enumerate(pending))
         first_obs, first_action = pending[0][0], pending[0][1]
-        _, _, _, last_next_obs, last_terminated = pending[-1]
-        return first_obs, first_action, n_step_return, last_next_obs, last_terminated, self.gamma ** len(pending)
+        _, _, _, last_next_obs, last_terminated, last_mask = pending[-1]
+        discount = self.gamma ** len(pending)
+        transition = (first_obs, first_action, n_step_return, last_next_obs, last_terminated, discount)
+        return transition if last_mask is None else (*transition, last_mask)
 
 
 class ReplayBuffer:
@@ -147,10 +188,10 @@ class ReplayBuffer:
 
     next_obs is the observation actually reached (the final one at an episode end), and `terminated` is
     stored without `truncated`: a time-limit end still bootstraps from next_obs. `discount` is the factor on
-    the bootstrap term: gamma for 1-step transitions, gamma^m for m-step ones.
+    the bootstrap term: gamma for 1-step transitions, gamma^m for m-step ones. With `mask_size` n > 0 it also keeps
+    next_masks, the actions allowed in next_obs (n booleans), for targets that maximise over allowed actions only.
+    Images are kept as uint8 (storage_dtype).
     """
-
-    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "discounts")
 
     def __init__(
         self,
@@ -159,14 +200,20 @@ class ReplayBuffer:
         action_shape: tuple[int, ...],
         action_dtype: type = np.float32,
         seed: int = 0,
+        obs_dtype: type = np.float32,
+        mask_size: int = 0,
     ) -> None:
         self.capacity = capacity
-        self.obs = np.zeros((capacity, *obs_shape), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=np.float32)
+        self.obs: np.ndarray = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.next_obs: np.ndarray = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
         self.actions: np.ndarray = np.zeros((capacity, *action_shape), dtype=action_dtype)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.discounts = np.zeros(capacity, dtype=np.float32)
+        self.fields = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
+        if mask_size:
+            self.next_masks = np.zeros((capacity, mask_size), dtype=bool)
+            self.fields.append("next_masks")
         self.position = 0  # where the next transition goes
         self.size = 0
         self.rng = np.random.default_rng(seed)
@@ -179,12 +226,15 @@ class ReplayBuffer:
         next_obs: np.ndarray,
         terminated: np.ndarray,
         discounts: np.ndarray | float,
+        next_masks: np.ndarray | None = None,
     ) -> None:
         """Add a batch of B transitions, overwriting the oldest when full."""
         batch = len(rewards)
         index = (self.position + np.arange(batch)) % self.capacity
         self.obs[index], self.actions[index], self.rewards[index] = obs, actions, rewards
         self.next_obs[index], self.terminated[index], self.discounts[index] = next_obs, terminated, discounts
+        if next_masks is not None:
+            self.next_masks[index] = next_masks
         self.position = (self.position + batch) % self.capacity
         self.size = min(self.size + batch, self.capacity)
 
@@ -206,15 +256,15 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         index = self.rng.integers(0, self.size, size=batch_size)
-        return {name: torch.as_tensor(getattr(self, name)[index], device=device) for name in self.FIELDS}
+        return {name: torch.as_tensor(getattr(self, name)[index], device=device) for name in self.fields}
 
     def state_dict(self) -> dict:
-        arrays = {name: getattr(self, name)[: self.size] for name in self.FIELDS}
+        arrays = {name: getattr(self, name)[: self.size] for name in self.fields}
         return {**arrays, "position": self.position, "size": self.size, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
         size = state["size"]
-        for name in self.FIELDS:
+        for name in self.fields:
             getattr(self, name)[:size] = state[name]
         self.position, self.size = state["position"], size
         self.rng.bit_generator.state = state["rng"]

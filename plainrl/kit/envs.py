@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from plainrl.kit.errors import PlainRLError, did_you_mean
+from plainrl.kit.spaces import DictObservations
 
 
 def _env_maker(env_id: str, **kwargs: Any) -> Callable[[], gym.Env]:
@@ -36,6 +37,10 @@ def _env_maker(env_id: str, **kwargs: Any) -> Callable[[], gym.Env]:
             raise PlainRLError(f"env {env_id!r}: module {module_name!r} has no attribute {attr!r}")
         factory = getattr(module, attr)
         return lambda: _wrap_user_env(env_id, factory(**kwargs))
+    if env_id.startswith("ALE/") or (env_id not in gym.registry and "NoFrameskip" in env_id):
+        from plainrl.kit.atari import make_atari  # the DQN paper's preprocessing and a 4-frame stack
+
+        return lambda: make_atari(env_id, **kwargs)
     if env_id not in gym.registry:
         if "/" in env_id:  # a namespaced id such as plainrl/GridWorld-v0: importing the package registers it
             with contextlib.suppress(ImportError):
@@ -97,7 +102,9 @@ def encode_observation(space: gym.Space, observation: Any) -> np.ndarray:
     if isinstance(space, gym.spaces.MultiBinary):
         values = np.asarray(observation, dtype=np.float32)
         return values.reshape(*values.shape[: values.ndim - len(space.shape)], -1)
-    raise TypeError(f"{type(space).__name__} is not one of {', '.join(ENCODED_SPACES)}")
+    if isinstance(space, gym.spaces.Dict):
+        return DictObservations.flatten(space, observation)
+    raise TypeError(f"{type(space).__name__} is not one of {', '.join(ENCODED_SPACES)}, Dict")
 
 
 def encoded_size(space: gym.Space) -> int:
@@ -117,10 +124,10 @@ class VectorObservations(gym.ObservationWrapper):
 
 
 def raw_observation_space(env: gym.Env) -> gym.Space | None:
-    """The env's own observation space where plainrl's wrappers encode it as a vector (VectorObservations), else
-    None: what a user's observations look like before the agent reads them."""
+    """The env's own observation space where plainrl's wrappers encode it as a vector (VectorObservations,
+    DictObservations), else None: what a user's observations look like before the agent reads them."""
     while isinstance(env, gym.Wrapper):
-        if isinstance(env, VectorObservations):
+        if isinstance(env, VectorObservations | DictObservations):
             return env.raw_space
         env = env.env
     return None
@@ -174,12 +181,15 @@ class FiniteCheck(gym.Wrapper):
 
 def _wrap(env: gym.Env, env_id: str, vectors: bool) -> gym.Env:
     """float64 Box observations as float32; with `vectors`, Discrete, MultiDiscrete and MultiBinary observations
-    as vectors; continuous actions clipped to the action bounds; rewards and observations checked for NaN and inf."""
+    as vectors and Dict ones flattened into one (kit/spaces.py); continuous actions clipped to the action bounds;
+    rewards and observations checked for NaN and inf."""
     space = env.observation_space
     if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
         env = Float32Observations(env)
     if vectors and type(space).__name__ in ENCODED_SPACES:
         env = VectorObservations(env)
+    if vectors and isinstance(space, gym.spaces.Dict):
+        env = DictObservations(env)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipToBounds(env)
     return FiniteCheck(env, env_id)
@@ -235,6 +245,58 @@ def true_next_obs(next_obs: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
     for i in np.flatnonzero(infos["_final_obs"]):
         real[i] = infos["final_obs"][i]
     return real
+
+
+def mask_reader(infos: dict[str, Any], masks_method: Callable[[], Any] | None) -> Callable[..., np.ndarray] | None:
+    """How to read the actions an env allows now, or None if it says nothing: from info["action_mask"] (as
+    PettingZoo's and Gymnasium's own envs give it) or else the env's action_masks() method (sb3-contrib's
+    MaskablePPO convention), given here as `masks_method`. The reader maps a step's infos to booleans (..., n)."""
+    if "action_mask" in infos:
+        return lambda step_infos: np.asarray(step_infos["action_mask"], dtype=bool)
+    if masks_method is None:
+        return None
+    return lambda step_infos: np.asarray(masks_method(), dtype=bool)
+
+
+def vector_mask_reader(envs: gym.vector.VectorEnv, reset_infos: dict[str, Any]) -> Callable[..., np.ndarray] | None:
+    """mask_reader for a vector env: masks (N, n) from the step's infos, or by calling every env's action_masks()."""
+    call = envs.call  # type: ignore[attr-defined]  # Sync and AsyncVectorEnv have it, the base class does not
+    try:
+        call("action_masks")
+        masks_method: Callable[[], Any] | None = lambda: np.stack(call("action_masks"))  # noqa: E731
+    except AttributeError:
+        masks_method = None
+    return mask_reader(reset_infos, masks_method)
+
+
+def final_masks(read_masks: Callable[..., np.ndarray], infos: dict[str, Any]) -> np.ndarray:
+    """The action masks (N, n) of the states a vector step reached: where an episode ended, the final state's (from
+    its final info when masks come in infos; all actions otherwise: a terminal state is never bootstrapped from,
+    and an action_masks() method can no longer see a final state), else the current state's."""
+    masks = read_masks(infos)
+    if "_final_obs" not in infos:
+        return masks
+    masks = masks.copy()
+    final_info = infos.get("final_info", {})
+    for i in np.flatnonzero(infos["_final_obs"]):
+        has_mask = "action_mask" in final_info and final_info.get("_action_mask", np.ones(len(masks), bool))[i]
+        masks[i] = final_info["action_mask"][i] if has_mask else True
+    return masks
+
+
+def env_rewards(rewards: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+    """The game's own rewards of one SAME_STEP vector step, for episode statistics: infos["raw_reward"] where a
+    wrapper changed them (Atari's clipping to their sign, kit/atari.py), else `rewards`. An env whose episode just
+    ended was reset in the same step, so its infos entry is the reset's; the last step's raw reward (in Pong, the
+    point that ends the game) is in infos["final_info"]."""
+    if "raw_reward" not in infos and "raw_reward" not in infos.get("final_info", {}):
+        return rewards
+    raw = np.asarray(rewards, dtype=np.float64).copy()
+    for where in (infos, infos.get("final_info", {})):
+        if "raw_reward" in where:
+            has = where["_raw_reward"]
+            raw[has] = where["raw_reward"][has]
+    return raw
 
 
 class EpisodeStats:

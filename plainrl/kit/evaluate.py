@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Callable
@@ -13,52 +14,61 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from plainrl.kit.envs import encode_observation, make_env
+from plainrl.kit.envs import encode_observation, make_env, mask_reader
 from plainrl.kit.run import BEST_CHECKPOINT, read_checkpoint
 
+MaskedPolicy = Callable[..., np.ndarray]  # (obs (B, ...), masks (B, n) | None = None) -> actions (B, ...)
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the training envs' seeds
 UNTIMED_EPISODE_LIMIT = 10_000  # envs without a time limit (CliffWalking-v1): a policy that loops still ends
 
 
-def agent_policy(
-    agent: Any, device: torch.device | str | None = None, deterministic: bool = True
-) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy obs (B, *obs_shape) -> numpy actions (B, ...), without gradients (deterministic by default)."""
+def agent_policy(agent: Any, device: torch.device | str | None = None, deterministic: bool = True) -> MaskedPolicy:
+    """numpy obs (B, *obs_shape) [, action masks (B, n)] -> numpy actions (B, ...), without gradients
+    (deterministic by default). Masks reach agents that take them (PPO, A2C, DQN: act(..., mask=)); others, which
+    trained without them, act as they learned to."""
     device = device or next(agent.parameters()).device
+    takes_masks = "mask" in inspect.signature(agent.act).parameters
 
-    def policy(obs: np.ndarray) -> np.ndarray:
+    def policy(obs: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         with torch.inference_mode():
             obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            return agent.act(obs_tensor, deterministic=deterministic).cpu().numpy()
+            if masks is None or not takes_masks:
+                return agent.act(obs_tensor, deterministic=deterministic).cpu().numpy()
+            mask_tensor = torch.as_tensor(masks, device=device)
+            return agent.act(obs_tensor, deterministic=deterministic, mask=mask_tensor).cpu().numpy()
 
     return policy
 
 
 def evaluate_episodes(
-    policy: Callable[[np.ndarray], np.ndarray],
+    policy: MaskedPolicy,
     env_id: str,
     episodes: int,
     seed: int,
     video_path: str | Path | None = None,
     vectors: bool = False,
 ) -> dict[str, Any]:
-    """Mean and std of the undiscounted return over `episodes` episodes; optionally a GIF of the first. `vectors`:
-    the env as a classic algorithm sees it (registry.reads_vectors)."""
+    """Mean and std of the undiscounted return (the game's score where rewards are clipped: info["raw_reward"])
+    over `episodes` episodes; optionally a GIF of the first. `vectors`: the env as a classic algorithm sees it
+    (registry.reads_vectors). An env that says which actions it allows has the policy choose among them."""
     env = make_env(env_id, render_mode="rgb_array" if video_path else None, vectors=vectors)
     timed = env.spec is not None and env.spec.max_episode_steps is not None
+    masks_method = env.get_wrapper_attr("action_masks") if has_wrapper_attr(env, "action_masks") else None
     returns: list[float] = []
     frames: list[Any] = []
-    obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)
+    obs, info = env.reset(seed=seed + EVAL_SEED_OFFSET)
+    read_mask = mask_reader(info, masks_method)
     for episode in range(episodes):
         if episode > 0:
-            obs, _ = env.reset()
+            obs, info = env.reset()
         total, done, steps = 0.0, False, 0
         while not done:
             if video_path and episode == 0:
                 frames.append(env.render())
-            action = policy(np.asarray(obs, dtype=np.float32)[None])[0]
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
+            batch = np.asarray(obs, dtype=np.float32)[None]
+            action = (policy(batch) if read_mask is None else policy(batch, read_mask(info)[None]))[0]
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(info.get("raw_reward", reward))
             steps += 1
             done = terminated or truncated or (not timed and steps >= UNTIMED_EPISODE_LIMIT)
         returns.append(total)
@@ -70,6 +80,14 @@ def evaluate_episodes(
         "std_return": float(np.std(returns)),
         "episodes": episodes,
     }
+
+
+def has_wrapper_attr(env: gym.Env, name: str) -> bool:
+    try:
+        env.get_wrapper_attr(name)
+    except AttributeError:
+        return False
+    return True
 
 
 def write_eval_json(run_dir: str | Path, result: dict[str, Any]) -> Path:
@@ -130,13 +148,16 @@ class Agent:
         self.module, self.observation_space, self.config = module, observation_space, config
         self.raw_space = raw_space  # the env's own space, when the agent reads it encoded (envs.VectorObservations)
 
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+    def predict(self, obs: Any, deterministic: bool = True, action_masks: Any = None) -> np.ndarray:
         """One observation -> one action; a batch (B, *obs_shape) -> B actions. Observations as the env gives
-        them (a Discrete state as its index: it is one-hot encoded here)."""
-        space = self.raw_space or self.observation_space
-        single = np.ndim(obs) == len(space.shape or ())
+        them (a Discrete state as its index, a Dict as a dict: they are encoded here). `action_masks`: the allowed
+        actions, (n,) or (B, n) booleans, as for sb3-contrib's MaskablePPO (agents trained with masks)."""
         if self.raw_space is not None:
             obs = encode_observation(self.raw_space, obs)
         obs = np.asarray(obs, dtype=np.float32)
-        actions = agent_policy(self.module, deterministic=deterministic)(obs[None] if single else obs)
+        single = obs.ndim == len(self.observation_space.shape or ())
+        masks = None if action_masks is None else np.asarray(action_masks, dtype=bool)
+        if single and masks is not None:
+            masks = masks[None]
+        actions = agent_policy(self.module, deterministic=deterministic)(obs[None] if single else obs, masks)
         return actions[0] if single else actions

@@ -7,6 +7,7 @@ building a distribution object per step costs more than the sampling itself on s
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -17,15 +18,18 @@ from torch.nn import functional as F
 from plainrl.kit.distributed import Shard
 from plainrl.kit.errors import ConfigError
 from plainrl.kit.normalize import ObsNormalizer
+from plainrl.kit.spaces import DictObservationSpace, has_images, is_image_space
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+L = TypeVar("L", nn.Linear, nn.Conv2d)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 
 
-def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
-    """Orthogonal weights and constant bias: the initialisation PPO implementations rely on."""
+def layer_init(layer: L, gain: float = math.sqrt(2), bias: float = 0.0) -> L:
+    """Orthogonal weights and constant bias: the initialisation PPO implementations rely on (convolutions too)."""
     nn.init.orthogonal_(layer.weight, gain)
+    assert layer.bias is not None
     nn.init.constant_(layer.bias, bias)
     return layer
 
@@ -64,6 +68,78 @@ def flat_dim(space: gym.Space) -> int:
     return int(math.prod(space.shape or (1,)))
 
 
+# ----- observation encoders (kit/spaces.py: which observations are images, Dicts) -----
+class NatureCNN(nn.Module):
+    """The DQN paper's encoder: three convolutions and a 512-unit layer over 0-255 images, (B, *shape) -> (B, 512)."""
+
+    def __init__(self, shape: tuple[int, ...], features: int = 512) -> None:
+        super().__init__()
+        self.channels_last = int(np.argmin(shape)) == 2
+        channels = shape[2] if self.channels_last else shape[0]
+        self.conv = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 32, 8, stride=4)), nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            nn.Flatten(),
+        )  # fmt: skip
+        with torch.no_grad():  # the flattened size for this image size (3136 for 84 x 84)
+            flat = self.conv(torch.zeros(1, *self.chw(shape))).shape[-1]
+        self.linear = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
+        self.features = features
+
+    def chw(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[2], shape[0], shape[1]) if self.channels_last else tuple(shape)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(..., *shape) images -> (..., features): any leading dimensions (a batch, or T x N of a rollout)."""
+        leading = images.shape[:-3]
+        x = images.reshape(-1, *images.shape[-3:]).float() / 255.0  # uint8 in the buffers (a quarter of float32's)
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.linear(self.conv(x)).reshape(*leading, self.features)
+
+
+class DictEncoder(nn.Module):
+    """One encoder per Dict key over its slice of the flattened observation, (B, flatdim) -> (B, sum of features):
+    a Nature CNN for an image entry, the entry's flat values for anything else."""
+
+    def __init__(self, dict_space: gym.spaces.Dict) -> None:
+        super().__init__()
+        self.sizes = [gym.spaces.flatdim(space) for space in dict_space.spaces.values()]
+        self.shapes = [tuple(space.shape or ()) for space in dict_space.spaces.values()]
+        self.encoders = nn.ModuleList(
+            NatureCNN(shape) if is_image_space(space) else nn.Identity()
+            for space, shape in zip(dict_space.spaces.values(), self.shapes, strict=True)
+        )
+        self.features = sum(
+            encoder.features if isinstance(encoder, NatureCNN) else size
+            for encoder, size in zip(self.encoders, self.sizes, strict=True)
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        parts = obs.split(self.sizes, -1)
+        features = []
+        for part, shape, encoder in zip(parts, self.shapes, self.encoders, strict=True):
+            features.append(encoder(part.reshape(*part.shape[:-1], *shape)) if isinstance(encoder, NatureCNN) else part)
+        return torch.cat(features, -1)
+
+
+def observation_encoder(space: gym.Space) -> tuple[nn.Module, int]:
+    """(encoder, feature size) for an observation space. Vectors are read as they are (a Box of more dimensions
+    flattened): no weights, so such agents keep separate actor and critic MLPs; an encoder with weights (a CNN) is
+    shared by the heads on top. Encoders keep leading dimensions: (..., *shape) -> (..., features)."""
+    if isinstance(space, DictObservationSpace) and has_images(space):
+        encoder = DictEncoder(space.dict_space)
+        return encoder, encoder.features
+    if is_image_space(space):
+        cnn = NatureCNN(tuple(space.shape or ()))
+        return cnn, cnn.features
+    shape = space.shape or (1,)
+    flatten = nn.Identity() if len(shape) == 1 else nn.Flatten(start_dim=-len(shape))
+    return flatten, int(math.prod(shape))
+
+
+# ----- policy heads -----
 class CategoricalHead(nn.Module):
     """A categorical policy over `n` actions, parameterised by logits (B, n)."""
 
@@ -115,12 +191,83 @@ class DiagGaussianHead(nn.Module):
         return log_prob, entropy
 
 
-def policy_head(action_space: gym.Space) -> CategoricalHead | DiagGaussianHead:
+class MultiCategoricalHead(nn.Module):
+    """A MultiDiscrete policy: one independent categorical per entry, over logits (B, sum(nvec)) cut into groups of
+    nvec[i]; a joint action's log-prob and entropy are the sums over the entries (as Stable-Baselines3's)."""
+
+    def __init__(self, nvec: np.ndarray) -> None:
+        super().__init__()
+        self.nvec = [int(n) for n in nvec.reshape(-1)]
+        self.parts = [CategoricalHead(n) for n in self.nvec]
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        groups = logits.split(self.nvec, -1)
+        return torch.stack([head.sample(x) for head, x in zip(self.parts, groups, strict=True)], -1)
+
+    def mode(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.argmax(-1) for x in logits.split(self.nvec, -1)], -1)
+
+    def log_prob(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_entropy(logits, actions)[0]
+
+    def log_prob_entropy(self, logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, sum(nvec)) logits, (B, k) actions -> log-prob (B,) and entropy (B,), summed over the k entries."""
+        pairs = [head.log_prob_entropy(x, actions[..., i])
+                 for i, (head, x) in enumerate(zip(self.parts, logits.split(self.nvec, -1), strict=True))]  # fmt: skip
+        return torch.stack([p[0] for p in pairs]).sum(0), torch.stack([p[1] for p in pairs]).sum(0)
+
+
+class BernoulliHead(nn.Module):
+    """A MultiBinary policy: n independent coins, P(a_i = 1) = sigmoid(logit_i), over logits (B, n)."""
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        return (torch.rand_like(logits) < torch.sigmoid(logits)).to(torch.int8)
+
+    def mode(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits > 0).to(torch.int8)
+
+    def log_prob(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_entropy(logits, actions)[0]
+
+    def log_prob_entropy(self, logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(a) = sum_i a_i log s_i + (1 - a_i) log(1 - s_i), s = sigmoid(logit) (BCE, stable in the logits);
+        H = sum_i -(s_i log s_i + (1 - s_i) log(1 - s_i))."""
+        log_prob = -F.binary_cross_entropy_with_logits(logits, actions.float(), reduction="none").sum(-1)
+        probs = torch.sigmoid(logits)
+        entropy = F.binary_cross_entropy_with_logits(logits, probs, reduction="none").sum(-1)
+        return log_prob, entropy
+
+
+PolicyHead = CategoricalHead | DiagGaussianHead | MultiCategoricalHead | BernoulliHead
+
+
+def policy_head(action_space: gym.Space) -> PolicyHead:
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalHead(int(action_space.n))
     if isinstance(action_space, gym.spaces.Box):
         return DiagGaussianHead(flat_dim(action_space))
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return MultiCategoricalHead(action_space.nvec)
+    if isinstance(action_space, gym.spaces.MultiBinary):
+        return BernoulliHead()
     raise ConfigError(f"no policy head for action space {action_space}")
+
+
+def policy_output_size(action_space: gym.Space) -> int:
+    """How many numbers the actor outputs: logits per action (Discrete), per choice of every entry (MultiDiscrete:
+    sum(nvec)), one per coin (MultiBinary), one mean per dimension (Box)."""
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return int(action_space.nvec.sum())
+    return flat_dim(action_space)
+
+
+MASKED_LOGIT = -1e8  # a masked action's logit: probability exp(-1e8) = 0, yet p log p = 0 (no NaN, unlike -inf)
+
+
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Logits with disallowed actions (mask False) at MASKED_LOGIT: they get probability 0 in sampling, in the
+    greedy action, in log-probs and in the entropy. mask: (B, n) booleans, or None for no mask."""
+    return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
 
 
 def resolve_device(device: str, auto: str = "cuda") -> torch.device:
@@ -134,10 +281,12 @@ def resolve_device(device: str, auto: str = "cuda") -> torch.device:
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs over (optionally normalised) observations: PPO, A2C, TRPO.
+    """An actor and a critic over encoded observations: PPO, A2C, TRPO, REINFORCE.
 
-    The observation normaliser sits inside the module, so its statistics are saved with the weights and a
-    saved run evaluates with exactly the statistics it trained with.
+    Vector observations (optionally normalised) feed separate actor and critic MLPs. Images (and Dicts holding one)
+    go through one Nature CNN that both heads share (kit/spaces.py), with MLPs of `hidden_sizes` on top (none, as
+    in the Atari papers: one linear layer each). The observation normaliser sits inside the module, so its
+    statistics are saved with the weights and a saved run evaluates with exactly the statistics it trained with.
     """
 
     def __init__(
@@ -149,10 +298,12 @@ class ActorCritic(nn.Module):
         normalize_obs: bool = False,
     ) -> None:
         super().__init__()
-        obs_dim = flat_dim(observation_space)
-        self.obs_normalizer: nn.Module = ObsNormalizer((obs_dim,)) if normalize_obs else nn.Identity()
-        self.actor = mlp(obs_dim, hidden_sizes, flat_dim(action_space), activation, out_gain=0.01)
-        self.critic = mlp(obs_dim, hidden_sizes, 1, activation, out_gain=1.0)
+        self.encoder, features = observation_encoder(observation_space)
+        if normalize_obs and has_images(observation_space):
+            raise ConfigError("normalize_obs = true is for vector observations; images are scaled to [0, 1] here")
+        self.obs_normalizer: nn.Module = ObsNormalizer((features,)) if normalize_obs else nn.Identity()
+        self.actor = mlp(features, hidden_sizes, policy_output_size(action_space), activation, out_gain=0.01)
+        self.critic = mlp(features, hidden_sizes, 1, activation, out_gain=1.0)
         self.head = policy_head(action_space)
 
     @property
@@ -161,20 +312,33 @@ class ActorCritic(nn.Module):
         assert isinstance(weight, torch.Tensor)
         return weight.device
 
-    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits (discrete) or means (continuous), (B, action_dim)."""
-        return self.actor(self.obs_normalizer(obs))
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.obs_normalizer(self.encoder(obs))
+
+    def policy_output(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (discrete; masked actions at MASKED_LOGIT) or means (continuous), (B, policy_output_size)."""
+        return mask_logits(self.actor(self.features(obs)), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s), (B,)."""
-        return self.critic(self.obs_normalizer(obs)).squeeze(-1)
+        return self.critic(self.features(obs)).squeeze(-1)
+
+    def policy_output_and_value(
+        self, obs: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """policy_output and value of the same observations, encoding them once (a CNN's pass is most of the cost)."""
+        features = self.features(obs)
+        return mask_logits(self.actor(features), mask), self.critic(features).squeeze(-1)
 
     @torch.inference_mode()
-    def sample(self, obs: np.ndarray, shard: Shard | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Rollout-time sampling: numpy observations in, (actions, their log-probs) out. `shard`: these are rows
-        [start, stop) of all ranks' envs: the noise of all rows is drawn (sampling a zero-padded batch) and this
-        rank's kept, so an env's actions do not depend on the number of ranks."""
-        output = self.policy_output(torch.as_tensor(obs, device=self.device))
+    def sample(
+        self, obs: np.ndarray, mask: np.ndarray | None = None, shard: Shard | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rollout-time sampling: numpy observations (and action masks) in, (actions, their log-probs) out. `shard`:
+        these are rows [start, stop) of all ranks' envs: the noise of all rows is drawn (sampling a zero-padded
+        batch) and this rank's kept, so an env's actions do not depend on the number of ranks."""
+        mask_tensor = None if mask is None else torch.as_tensor(mask, device=self.device)
+        output = self.policy_output(torch.as_tensor(obs, device=self.device), mask_tensor)
         if shard is None or shard.total == len(output):  # all the rows: nothing to pad (one process)
             actions = self.head.sample(output)
         else:
@@ -183,18 +347,19 @@ class ActorCritic(nn.Module):
             actions = self.head.sample(padded)[shard.rows]
         return actions.cpu().numpy(), self.head.log_prob(output, actions).cpu().numpy()
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        output = self.policy_output(obs)
+    def act(self, obs: torch.Tensor, deterministic: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
+        output = self.policy_output(obs, mask)
         return self.head.mode(output) if deterministic else self.head.sample(output)
 
     def update_obs_statistics(self, obs: torch.Tensor) -> None:
         """Merge a rollout's observations into the normaliser (call between updates, never during one)."""
         if isinstance(self.obs_normalizer, ObsNormalizer):
-            self.obs_normalizer.update(obs)
+            self.obs_normalizer.update(self.encoder(obs))
 
 
 class QNetwork(nn.Module):
-    """Q(s, .) for a discrete action space, (B, n_actions). Dueling (Wang et al. 2016, arXiv 1511.06581):
+    """Q(s, .) for a discrete action space, (B, n_actions), over encoded observations (a Nature CNN for images, as
+    in the DQN paper; vectors as they are). Dueling (Wang et al. 2016, arXiv 1511.06581):
     Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a'), with V and A as separate heads on a shared trunk."""
 
     def __init__(
@@ -210,27 +375,33 @@ class QNetwork(nn.Module):
         measured here, DQN on CartPole needs ~1.7x the steps with orthogonal init, deep SARSA learns far
         slower without it."""
         super().__init__()
-        obs_dim, n_actions = flat_dim(observation_space), flat_dim(action_space)
+        self.encoder, features = observation_encoder(observation_space)
+        n_actions = flat_dim(action_space)
         self.dueling = dueling
         out_gain = 1.0 if orthogonal_init else None
         if dueling:
-            self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation, out_gain=out_gain)
-            self.trunk.append(ACTIVATIONS[activation]())
-            self.value_head = nn.Linear(hidden_sizes[-1], 1)
-            self.advantage_head = nn.Linear(hidden_sizes[-1], n_actions)
+            if hidden_sizes:
+                self.trunk = mlp(features, hidden_sizes[:-1], hidden_sizes[-1], activation, out_gain=out_gain)
+                self.trunk.append(ACTIVATIONS[activation]())
+            else:  # the encoder's features are the trunk (images: the CNN's 512)
+                self.trunk = nn.Sequential()
+            width = hidden_sizes[-1] if hidden_sizes else features
+            self.value_head = nn.Linear(width, 1)
+            self.advantage_head = nn.Linear(width, n_actions)
         else:
-            self.q = mlp(obs_dim, hidden_sizes, n_actions, activation, out_gain=out_gain)
+            self.q = mlp(features, hidden_sizes, n_actions, activation, out_gain=out_gain)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(obs)
         if not self.dueling:
-            return self.q(obs)
-        features = self.trunk(obs)
+            return self.q(features)
+        features = self.trunk(features)
         advantages = self.advantage_head(features)
         return self.value_head(features) + advantages - advantages.mean(-1, keepdim=True)
 
-    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        """The greedy action (exploration is the training loop's business)."""
-        return self(obs).argmax(-1)
+    def act(self, obs: torch.Tensor, deterministic: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The greedy action among the allowed ones (exploration is the training loop's business)."""
+        return mask_logits(self(obs), mask).argmax(-1)
 
 
 @torch.no_grad()

@@ -13,7 +13,9 @@ Env-track modules (Config subclasses kit.config.EnvConfig: classic and tabular) 
     build_agent(config, observation_space, action_space) -> an nn.Module with act(obs, deterministic)
 and may provide
     OBSERVATION_SPACES  the observation space class names it handles (tabular methods: ("Discrete",)); one that
-                        reads "Box" also gets Discrete, MultiDiscrete and MultiBinary ones, one-hot (reads_vectors)
+                        reads "Box" also gets Discrete, MultiDiscrete and MultiBinary ones, one-hot (reads_vectors),
+                        and Dicts of them, flattened; "Image": uint8 images and Dicts holding one (a CNN encoder)
+    MASKS_ACTIONS       True if it takes the envs' action masks (info["action_mask"] or env.action_masks())
     check_env(env)      raise PlainRLError if the env lacks something the algorithm needs (a model, ...)
     draw_pictures(run_dir) -> [paths]   pictures beyond curve.png that `plainrl plot` refreshes
 
@@ -36,6 +38,7 @@ from plainrl.kit.config import RunConfig
 from plainrl.kit.envs import ENCODED_SPACES
 from plainrl.kit.errors import PlainRLError, did_you_mean
 from plainrl.kit.run import read_run_config, saved_config
+from plainrl.kit.spaces import observation_kind
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "plainrl.classic.ppo",
@@ -100,10 +103,11 @@ def check_spaces(name: str, module: ModuleType, env: gym.Env) -> None:
     observations = getattr(module, "OBSERVATION_SPACES", None)  # None: any
     if observations is not None and reads_vectors(module):
         observations = (*observations, *(f"{kind} (one-hot)" for kind in ENCODED_SPACES))
-    for kind, space, allowed in [("action", env.action_space, module.ACTION_SPACES),
-                                 ("observation", env.observation_space, observations)]:  # fmt: skip
-        if allowed is not None and type(space).__name__ not in allowed:
+    action_kind, obs_kind = type(env.action_space).__name__, observation_kind(env.observation_space)
+    for kind, space_kind, allowed in [("action", action_kind, module.ACTION_SPACES),
+                                      ("observation", obs_kind, observations)]:  # fmt: skip
+        if allowed is not None and space_kind not in allowed:
             raise PlainRLError(
-                f"{name} cannot handle the {type(space).__name__} {kind} space of "
+                f"{name} cannot handle the {space_kind} {kind} space of "
                 f"{env.spec.id if env.spec else 'this env'} (it handles: {', '.join(allowed)})"
             )

@@ -201,15 +201,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_up_torch(config: RunConfig) -> torch.device:
+def set_up_torch(config: RunConfig, auto_device: str | None = None) -> torch.device:
     """The first line of every `train(config, run)`: seed the generators with config.seed (same seed, same run),
-    give torch its CPU threads, and return the device to train on."""
+    give torch its CPU threads, and return the device to train on. `auto_device`: what device = auto means for this
+    run, where it depends on more than the config's class (kit.spaces.auto_device: a GPU for images)."""
     from plainrl.kit.distributed import rank_device
     from plainrl.kit.nets import resolve_device
 
     seed_everything(config.seed)  # the same on every rank of a torchrun job: identical initial weights
     torch.set_num_threads(config.torch_threads)
-    device = rank_device(resolve_device(config.device, config.AUTO_DEVICE))
+    device = rank_device(resolve_device(config.device, auto_device or config.AUTO_DEVICE))
     if device.type == "cuda":  # fp32 matmuls on TF32 tensor cores (10-bit mantissa products, fp32 sums)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
