@@ -7,6 +7,8 @@ when training is set up (envs, networks, and for plainrl its config checks and r
 are imported.
 
     python benchmarks/classic_vs_sb3.py --algo ppo --env CartPole-v1 --seeds 0 1 2
+    python benchmarks/classic_vs_sb3.py --algo ppo --env ALE/Pong-v5 --seeds 0 --eval-every 100000 \
+        --eval-episodes 20 --max-seconds 36000       # Atari: hours on a CPU (docs/environments.md)
 
 `--toyrl` (A2C and DQN on CartPole-v1) also runs ToyRL (`pip install --ignore-requires-python toyrl`), last,
 with the hyperparameters of its own CartPole examples (the `__main__` blocks of toyrl/a2c.py and toyrl/dqn.py)
@@ -42,7 +44,8 @@ import torch.utils.tensorboard  # noqa: F401  (import libraries before any clock
 import plainrl
 from plainrl.kit.evaluate import agent_policy, evaluate_episodes
 
-THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
+THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0,
+              "ALE/Pong-v5": 0.0, "ALE/Breakout-v5": 30.0}  # fmt: skip
 
 # rl-baselines3-zoo hyperparameters (hyperparams/<algo>.yml), "lin_X" = linear decay from X to 0.
 SB3_ZOO: dict[tuple[str, str], dict[str, Any]] = {
@@ -65,6 +68,11 @@ SB3_ZOO: dict[tuple[str, str], dict[str, Any]] = {
         n_envs=1, n_timesteps=20_000, gamma=0.98, buffer_size=200_000, learning_starts=10_000, noise_type="normal",
         noise_std=0.1, gradient_steps=1, train_freq=1, learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]),
     ),
+    # hyperparams/ppo.yml "atari" (CnnPolicy, AtariWrapper, 4 stacked frames) for the budget of 2M steps.
+    **{("ppo", game): dict(
+        n_envs=8, n_timesteps=2_000_000, n_steps=128, n_epochs=4, batch_size=256, learning_rate="lin_2.5e-4",
+        clip_range="lin_0.1", vf_coef=0.5, ent_coef=0.01,
+    ) for game in ("ALE/Pong-v5", "ALE/Breakout-v5")},
 }  # fmt: skip
 
 # ToyRL's own CartPole examples (the `__main__` blocks of toyrl/a2c.py and toyrl/dqn.py), minus wandb logging.
@@ -150,9 +158,20 @@ def run_sb3(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> 
             return not tracker.check(self.num_timesteps, policy)
 
     tracker.start = time.perf_counter()
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    policy_name = "MlpPolicy"
+    if env_id.startswith("ALE/"):  # the zoo's Atari set-up: AtariWrapper, then 4 frames stacked, CnnPolicy
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        # frameskip=1: AtariWrapper skips 4 frames itself (v5 ids would skip 4 more); sticky actions stay 0.25, as
+        # plainrl's. Evaluation runs on plainrl's Atari env for both (the same preprocessing, channels first).
+        env = VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs={"frameskip": 1}), 4)
+        policy_name = "CnnPolicy"
+    else:
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     model_cls = getattr(sb3, algo.upper())
-    model = model_cls("MlpPolicy", env, seed=seed, device="cpu", **{k: _sb3_value(v) for k, v in hyper.items()})
+    device = "auto" if env_id.startswith("ALE/") else "cpu"  # a CNN: the GPU when there is one, for both sides
+    model = model_cls(policy_name, env, seed=seed, device=device, **{k: _sb3_value(v) for k, v in hyper.items()})
     model.learn(total_timesteps=n_timesteps, callback=Track())
     return tracker
 

@@ -186,12 +186,12 @@ def train(config: Config, run: Run) -> QNetwork:
         episode_stats.update(env_rewards(rewards, infos), episode_ends)
         # The mask of the state each step reached: where an episode ended, the final state's, from its final info
         # (the reset state's mask is the one to act on next).
-        next_masks = None if read_masks is None else final_masks(read_masks, infos)
+        masks = None if read_masks is None else read_masks(infos)  # the states to act on next (reset ones at ends)
+        next_masks = None if masks is None else final_masks(masks, infos)
         reached = true_next_obs(next_obs, infos)
         for transition in n_step.add(obs, actions, rewards, reached, terminated, episode_ends, next_masks):
             replay.add(*(np.asarray([field]) for field in transition))
         obs = next_obs
-        masks = None if read_masks is None else read_masks(infos)
         global_step += config.num_envs
         since_train += config.num_envs
         since_target += config.num_envs

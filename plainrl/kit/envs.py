@@ -269,11 +269,11 @@ def vector_mask_reader(envs: gym.vector.VectorEnv, reset_infos: dict[str, Any]) 
     return mask_reader(reset_infos, masks_method)
 
 
-def final_masks(read_masks: Callable[..., np.ndarray], infos: dict[str, Any]) -> np.ndarray:
-    """The action masks (N, n) of the states a vector step reached: where an episode ended, the final state's (from
-    its final info when masks come in infos; all actions otherwise: a terminal state is never bootstrapped from,
-    and an action_masks() method can no longer see a final state), else the current state's."""
-    masks = read_masks(infos)
+def final_masks(masks: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+    """The action masks (N, n) of the states a vector step reached, from the masks of the states to act on next
+    (`masks`, read from this step's infos): where an episode ended, the final state's (from its final info when
+    masks come in infos; all actions otherwise: a terminal state is never bootstrapped from, and an action_masks()
+    method can no longer see a final state)."""
     if "_final_obs" not in infos:
         return masks
     masks = masks.copy()

@@ -182,8 +182,8 @@ def test_final_masks_are_the_final_states_where_an_episode_ended():
     masks = np.array([[True, False], [False, True]])
     final_info = {"action_mask": np.array([[True, True], [True, False]]), "_action_mask": np.array([False, True])}
     infos = {"action_mask": masks, "_final_obs": np.array([False, True]), "final_info": final_info}
-    reader = mask_reader(infos, None)
-    np.testing.assert_array_equal(final_masks(reader, infos), [[True, False], [True, False]])
+    current = mask_reader(infos, None)(infos)
+    np.testing.assert_array_equal(final_masks(current, infos), [[True, False], [True, False]])
 
 
 def test_replay_keeps_next_state_masks_and_n_step_transitions_carry_the_last_ones():
