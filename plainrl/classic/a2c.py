@@ -9,6 +9,7 @@ workers replaced by N vector envs stepped in lockstep, as in OpenAI Baselines an
         one gradient step (RMSprop by default, as in the paper)
 
 Unlike PPO there is no old policy and no ratio: each rollout is used for exactly one gradient step.
+The policies, the shared CNN for images and action masks are PPO's (kit/nets.py, docs/environments.md).
 Under torchrun each rank steps num_envs / N of the envs and gradients are summed, as in ppo.py.
 """
 

@@ -11,6 +11,10 @@ heads (Wang et al. 2016) and n-step returns as options.
             y = r + gamma^n (1 - terminated) Q'(s', argmax_a' Q(s', a'))            (Double DQN)
             one gradient step on Huber(Q(s, a) - y)
         every target_update_interval steps: Q' <- tau Q + (1 - tau) Q'             (tau = 1: a hard copy)
+
+Images go through the paper's Nature CNN and stay uint8 in the replay. An env that says which actions it allows
+(info["action_mask"], env.action_masks()) is explored, acted in and bootstrapped from over those only: the replay
+keeps each next state's mask, and max_a' / argmax_a' run over its allowed actions (docs/environments.md).
 """
 
 from __future__ import annotations

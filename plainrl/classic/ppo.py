@@ -10,7 +10,10 @@
             loss    = -L_clip + c_v * L_value - c_e * entropy
             one gradient step on loss (gradient norm clipped)
 
-Discrete actions use a categorical policy, continuous ones a diagonal Gaussian with a learned log-std.
+Discrete actions use a categorical policy, continuous ones a diagonal Gaussian with a learned log-std, MultiDiscrete
+and MultiBinary ones independent categoricals and coins (kit/nets.py). Images go through a Nature CNN that actor and
+critic share; an env that says which actions it allows (info["action_mask"], env.action_masks()) has the masked
+ones at probability 0 in the rollout and in the loss (docs/environments.md).
 Observation normalisation lives inside the agent (its statistics are saved with the weights); reward scaling
 divides rewards by the running std of the discounted return and is saved in the checkpoint.
 
