@@ -8,7 +8,7 @@ evaluated deterministically over 20 episodes. The rows:
   gamma 0.4; A2C 3500 steps, PPO 3000, DQN 4000 with learning_starts=0) and test_continuous (IdentityEnvBox(eps=0.5);
   gamma 0.95, net_arch [64, 64]; A2C 3500, PPO 3000, SAC 700, TD3 500 with NormalActionNoise(0.1), DDPG 500). The
   test's threshold: a mean return of 90 (of 100) over 20 episodes.
-- Pendulum-v1 (10k steps: TD3, DDPG, SAC) and CartPole-v1 (30k steps: PPO, A2C, DQN), made through the factories
+- Pendulum-v1 (5k steps: TD3, DDPG, SAC) and CartPole-v1 (30k steps: PPO, A2C, DQN), made through the factories
   below so that plainrl's presets for those ids do not apply; SB3 with its plain defaults.
 
 plainrl evaluates on its own eval env (seed + 10000); SB3 on a fresh env seeded seed + 10000 (spaces too).
@@ -81,7 +81,7 @@ CASES: list[tuple[str, str, int, float | None, dict[str, Any]]] = [
     ("dqn", "identity_discrete", 4000, 0.4, dict(learning_starts=0)),
     *[(algo, "identity_box", steps, 0.95, dict(policy_kwargs=dict(net_arch=[64, 64])))
       for algo, steps in (("ppo", 3000), ("a2c", 3500), ("sac", 700), ("td3", 500), ("ddpg", 500))],
-    *[(algo, "pendulum", 10_000, None, {}) for algo in ("td3", "ddpg", "sac")],
+    *[(algo, "pendulum", 5_000, None, {}) for algo in ("td3", "ddpg", "sac")],
     *[(algo, "cartpole", 30_000, None, {}) for algo in ("ppo", "a2c", "dqn")],
 ]  # fmt: skip
 
