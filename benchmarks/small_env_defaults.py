@@ -26,6 +26,7 @@ import io
 import json
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -94,11 +95,12 @@ def case_key(algo: str, env: str, steps: int) -> str:
 def run_plainrl(algo: str, env: str, steps: int, gamma: float | None, seed: int, extra: list[str]) -> dict[str, Any]:
     items = ([f"gamma={gamma}"] if gamma is not None else []) + extra
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="small_env_defaults_") as folder, contextlib.redirect_stdout(io.StringIO()):
+    quiet = contextlib.redirect_stdout(io.StringIO())  # plainrl's "run folder: ..." and "eval: ..." lines
+    with tempfile.TemporaryDirectory(prefix="small_env_defaults_") as folder, quiet:
         run = plainrl.train(algo, env=f"benchmarks.small_env_defaults:{env}", total_steps=steps, seed=seed,
                             run_dir=f"{folder}/run", progress=False, set_items=items)  # fmt: skip
         result = run.eval
-        trained_steps = int(run.metrics[-1]["step"]) if run.metrics else None
+        trained_steps = int(run.metrics[-1]["step"] or 0) if run.metrics else None
     assert result is not None
     return dict(mean=float(result["mean_return"]), seconds=time.perf_counter() - start, steps=trained_steps)
 
@@ -113,7 +115,7 @@ def run_sb3(
     kwargs = dict(kwargs)
     if gamma is not None:
         kwargs["gamma"] = gamma
-    if algo == "td3" and env == "identity_box" and not plain:  # test_continuous gives TD3 (only) Gaussian action noise 0.1
+    if algo == "td3" and env == "identity_box" and not plain:  # test_continuous: TD3 (only) gets Gaussian noise 0.1
         kwargs["action_noise"] = NormalActionNoise(mean=np.zeros(1), sigma=0.1 * np.ones(1))
     start = time.perf_counter()
     model_class = getattr(sb3, algo.upper())
@@ -122,7 +124,8 @@ def run_sb3(
     eval_env.reset(seed=seed + 10_000)
     eval_env.action_space.seed(seed + 10_000)  # the identity envs draw their states from it
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=20, deterministic=True, warn=False)
-    return dict(mean=float(mean), seconds=time.perf_counter() - start, steps=int(model.num_timesteps))
+    assert isinstance(mean, float)
+    return dict(mean=mean, seconds=time.perf_counter() - start, steps=int(model.num_timesteps))
 
 
 # ----- the table -----------------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ def main() -> None:
     for item in args.set:
         algo, _, setting = item.partition(":")
         extra.setdefault(algo, []).append(setting)
-    cached = json.load(open(args.sb3_from)) if args.sb3_from else {}
+    cached = json.loads(Path(args.sb3_from).read_text()) if args.sb3_from else {}
 
     def kept(algo: str, env: str) -> bool:
         return not args.only or any(o in (algo, env, f"{algo}@{env}") for o in args.only)
@@ -161,7 +164,8 @@ def main() -> None:
         if not kept(algo, env):
             continue
         key = case_key(algo, env, steps)
-        ours = [] if args.no_plainrl else [run_plainrl(algo, env, steps, gamma, s, extra.get(algo, [])) for s in args.seeds]
+        settings = extra.get(algo, [])
+        ours = [] if args.no_plainrl else [run_plainrl(algo, env, steps, gamma, s, settings) for s in args.seeds]
         if args.no_sb3:
             theirs = cached.get(key, {}).get("sb3", [])
         else:

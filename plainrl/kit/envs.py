@@ -261,11 +261,9 @@ def mask_reader(infos: dict[str, Any], masks_method: Callable[[], Any] | None) -
 def vector_mask_reader(envs: gym.vector.VectorEnv, reset_infos: dict[str, Any]) -> Callable[..., np.ndarray] | None:
     """mask_reader for a vector env: masks (N, n) from the step's infos, or by calling every env's action_masks()."""
     call = envs.call  # type: ignore[attr-defined]  # Sync and AsyncVectorEnv have it, the base class does not
-    try:
-        call("action_masks")
-        masks_method: Callable[[], Any] | None = lambda: np.stack(call("action_masks"))  # noqa: E731
-    except AttributeError:
-        masks_method = None
+    # Asked, not tried: an AttributeError inside an AsyncVectorEnv worker would close its pipes.
+    has_method = all(call("has_wrapper_attr", "action_masks"))
+    masks_method = (lambda: np.stack(call("action_masks"))) if has_method else None
     return mask_reader(reset_infos, masks_method)
 
 

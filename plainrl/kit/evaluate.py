@@ -53,7 +53,7 @@ def evaluate_episodes(
     (registry.reads_vectors). An env that says which actions it allows has the policy choose among them."""
     env = make_env(env_id, render_mode="rgb_array" if video_path else None, vectors=vectors)
     timed = env.spec is not None and env.spec.max_episode_steps is not None
-    masks_method = env.get_wrapper_attr("action_masks") if has_wrapper_attr(env, "action_masks") else None
+    masks_method = env.get_wrapper_attr("action_masks") if env.has_wrapper_attr("action_masks") else None
     returns: list[float] = []
     frames: list[Any] = []
     obs, info = env.reset(seed=seed + EVAL_SEED_OFFSET)
@@ -80,14 +80,6 @@ def evaluate_episodes(
         "std_return": float(np.std(returns)),
         "episodes": episodes,
     }
-
-
-def has_wrapper_attr(env: gym.Env, name: str) -> bool:
-    try:
-        env.get_wrapper_attr(name)
-    except AttributeError:
-        return False
-    return True
 
 
 def write_eval_json(run_dir: str | Path, result: dict[str, Any]) -> Path:

@@ -22,6 +22,8 @@ FAST = ["eval_episodes=10", "checkpoint_every=100000"]
         ("a2c", "tests.helpers:MaskedChoiceEnv", []),
         ("dqn", "tests.helpers:MaskedChoiceEnv", ["learning_starts=500", "exploration_fraction=0.3"]),
         ("ppo", "tests.helpers:MaskedChoiceMethodEnv", []),  # the mask from env.action_masks()
+        # ... called in subprocesses: their counts stay there, so here only evaluation's count and the return check
+        ("ppo", "tests.helpers:MaskedChoiceMethodEnv", ["async_envs=true"]),
     ],
 )
 def test_masked_actions_are_never_taken_in_training_nor_in_evaluation(algo, env, settings, tmp_path):

@@ -174,8 +174,11 @@ def test_masks_come_from_info_or_from_an_action_masks_method_and_none_otherwise(
         reader = vector_mask_reader(envs, infos)
         assert reader is not None
         np.testing.assert_array_equal(reader(infos), obs == 0)
-    envs = make_vec_env("CartPole-v1", 2, seed=0)
-    assert vector_mask_reader(envs, envs.reset(seed=0)[1]) is None
+    for asynchronous in (False, True):  # asking an AsyncVectorEnv must leave it working (no error in its workers)
+        envs = make_vec_env("CartPole-v1", 2, seed=0, asynchronous=asynchronous)
+        assert vector_mask_reader(envs, envs.reset(seed=0)[1]) is None
+        envs.step(np.zeros(2, dtype=np.int64))
+        envs.close()
 
 
 def test_final_masks_are_the_final_states_where_an_episode_ended():
