@@ -51,7 +51,8 @@ def evaluate_episodes(
     """Mean and std of the undiscounted return (the game's score where rewards are clipped: info["raw_reward"])
     over `episodes` episodes; optionally a GIF of the first. `vectors`: the env as a classic algorithm sees it
     (registry.reads_vectors). An env that says which actions it allows has the policy choose among them."""
-    env = make_env(env_id, render_mode="rgb_array" if video_path else None, vectors=vectors)
+    # Seeded spaces too, as the training envs: an env that draws from its own spaces evaluates the same each time.
+    env = make_env(env_id, seed + EVAL_SEED_OFFSET, render_mode="rgb_array" if video_path else None, vectors=vectors)
     timed = env.spec is not None and env.spec.max_episode_steps is not None
     masks_method = env.get_wrapper_attr("action_masks") if env.has_wrapper_attr("action_masks") else None
     returns: list[float] = []
