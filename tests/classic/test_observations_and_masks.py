@@ -52,7 +52,8 @@ def test_dict_observations_train(tmp_path):
 
 
 # A2C's default RMSprop at 7e-4 collapsed this policy's entropy to 0 within 3000 steps (eval 5.7; Adam or 1e-4: 10).
-@pytest.mark.parametrize("algo, settings", [("ppo", []), ("a2c", ["learning_rate=1e-4"])])
+@pytest.mark.parametrize("algo, settings", [("ppo", []), ("a2c", ["learning_rate=1e-4"]),
+                                            ("dqn", ["learning_starts=200", "exploration_fraction=0.3"])])  # fmt: skip
 def test_image_observations_train_through_a_shared_nature_cnn(algo, settings, tmp_path):
     run = plainrl.train(algo, env="tests.helpers:ImageCueEnv", total_steps=2000, seed=0, run_dir=tmp_path / "run",
                         progress=False, set_items=[*FAST, "hidden_sizes=[]", *settings])  # fmt: skip
