@@ -160,8 +160,11 @@ def run_sb3(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> 
     tracker.start = time.perf_counter()
     policy_name = "MlpPolicy"
     if env_id.startswith("ALE/"):  # the zoo's Atari set-up: AtariWrapper, then 4 frames stacked, CnnPolicy
+        import ale_py
         from stable_baselines3.common.env_util import make_atari_env
         from stable_baselines3.common.vec_env import VecFrameStack
+
+        gym.register_envs(ale_py)  # the ALE/ ids
 
         # frameskip=1: AtariWrapper skips 4 frames itself (v5 ids would skip 4 more); sticky actions stay 0.25, as
         # plainrl's. Evaluation runs on plainrl's Atari env for both (the same preprocessing, channels first).

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from plainrl.kit import distributed
-from plainrl.kit.buffers import RolloutBuffer, compute_gae
+from plainrl.kit.buffers import RolloutBuffer, compute_gae, next_state_values
 from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env, vector_mask_reader
 from plainrl.kit.nets import ActorCritic
@@ -161,7 +161,7 @@ def train(config: Config, run: Run) -> ActorCritic:
         # With gradients: the actor and the critic learn from this same batch (masked actions: probability 0).
         output, values = agent.policy_output_and_value(data["obs"], data.get("masks"))
         with torch.no_grad():
-            next_values = agent.value(data["next_obs"])
+            next_values = next_state_values(agent.value, values.detach(), data["next_obs"], data["episode_ends"])
             advantages, returns = compute_gae(
                 data["rewards"], values.detach(), next_values, data["terminated"], data["episode_ends"],
                 config.gamma, config.gae_lambda,

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from plainrl.kit import distributed
-from plainrl.kit.buffers import RolloutBuffer, compute_gae
+from plainrl.kit.buffers import RolloutBuffer, compute_gae, next_state_values
 from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env, vector_mask_reader
 from plainrl.kit.nets import ActorCritic
@@ -205,7 +205,8 @@ def train(config: Config, run: Run) -> ActorCritic:
         # 2. Advantages. The policy has not changed during the rollout, so values are computed in one batch.
         data = rollout.tensors(device)
         with torch.no_grad():
-            values, next_values = agent.value(data["obs"]), agent.value(data["next_obs"])
+            values = agent.value(data["obs"])
+            next_values = next_state_values(agent.value, values, data["next_obs"], data["episode_ends"])
             advantages, returns = compute_gae(
                 data["rewards"], values, next_values, data["terminated"], data["episode_ends"],
                 config.gamma, config.gae_lambda,

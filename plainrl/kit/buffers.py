@@ -97,6 +97,25 @@ def storage_dtype(observation_space: gym.Space) -> type:
     return np.uint8 if is_image_space(observation_space) else np.float32
 
 
+def next_state_values(
+    value: Callable[[torch.Tensor], torch.Tensor],
+    values: torch.Tensor,
+    next_obs: torch.Tensor,
+    episode_ends: torch.Tensor,
+) -> torch.Tensor:
+    """V of the state each step reached, (T, N), from V(s_t) `values` (T, N): within an episode the state reached at
+    t is the one seen at t + 1, so its value is values[t + 1]; only the last step's and each episode's final
+    observation go through `value` again. That is T*N forward passes fewer than V(next_obs) for all (a CNN's pass
+    is the cost of an image rollout); the numbers are the same, up to float rounding between batch sizes."""
+    next_values = torch.empty_like(values)
+    next_values[:-1] = values[1:]
+    needed = episode_ends != 0  # a new tensor: the caller's is not written to
+    needed[-1] = True
+    rows = needed.nonzero(as_tuple=True)
+    next_values[rows] = value(next_obs[rows])
+    return next_values
+
+
 def compute_gae(
     rewards: torch.Tensor,
     values: torch.Tensor,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from plainrl.kit.buffers import NStepTransitions, ReplayBuffer, compute_gae, discounted_returns
+from plainrl.kit.buffers import NStepTransitions, ReplayBuffer, compute_gae, discounted_returns, next_state_values
 
 
 def t(rows):
@@ -104,3 +104,20 @@ def test_one_step_transitions_pass_through_with_gamma():
     ready = n_step.add(np.zeros((2, 1)), np.array([0, 1]), np.array([1.0, 2.0]), np.ones((2, 1)),
                        np.array([False, True]), np.array([False, True]))  # fmt: skip
     assert [(r, term, d) for _, _, r, _, term, d in ready] == [(1.0, False, 0.9), (2.0, True, 0.9)]
+
+
+def test_next_state_values_reuse_the_next_steps_values_within_episodes():
+    # T = 3 steps, N = 2 envs; env 1's episode ends at t = 0, so its reached state there is a final observation.
+    obs_values = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    next_obs = torch.tensor([[[10.0], [20.0]], [[30.0], [40.0]], [[50.0], [60.0]]])
+    episode_ends = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    calls = []
+
+    def value(obs):
+        calls.append(len(obs))
+        return obs[:, 0] * 100  # V of a reached observation: distinguishable from the reused values
+
+    next_values = next_state_values(value, obs_values, next_obs, episode_ends)
+    torch.testing.assert_close(next_values, torch.tensor([[3.0, 2000.0], [5.0, 6.0], [5000.0, 6000.0]]))
+    assert calls == [3]  # one pass, over the 3 rows that need it: (0, 1) and the last step's two
+    assert episode_ends[-1].sum() == 0  # the caller's tensor is left as it was
