@@ -140,8 +140,8 @@ def train(config: Config, run: Run) -> ActorCritic:
     global_step = run.start_step
     # A resumed run reseeds its envs from the step it resumes at (env internals are not checkpointed).
     obs, reset_infos = envs.reset(seed=config.seed + env_shard.start + global_step)
-    masks = vector_mask_reader(envs, reset_infos)  # the actions the envs allow, if they say (else None)
-    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space, masks)
+    read_masks = vector_mask_reader(envs, reset_infos)  # the actions the envs allow, if they say (else None)
+    rollout = RolloutBuffer(T, N, envs.single_observation_space, envs.single_action_space, read_masks)
     rollout.start(reset_infos)
     episode_stats = EpisodeStats(N)
 
