@@ -59,7 +59,8 @@ class Config(EnvConfig):
     # 10 epochs of 16 minibatches (64 transitions at the defaults, SB3's batch_size) rather than 4 x 4: on SB3's own
     # identity tasks at its test budget (benchmarks/small_env_defaults.py, 3000 steps, seeds 0-2) a Box action went
     # 55.7/57.0/54.9 -> 100/100/100, MultiBinary 26.4/18.5/25.5 -> 100/94.3/100; CartPole without its preset at
-    # 30k steps 212/172/248 -> 500/417/500, in 40 s instead of 11 (SB3: 500/500/500 in 102). Presets set both.
+    # 30k steps 212/172/248 -> 500/417/500 (224/462/492 on a re-run with today's float rounding), in 40 s instead
+    # of 11 (SB3: 500/500/500 in 102). Presets set both.
     num_minibatches: int = 16
     update_epochs: int = 10
     norm_adv: bool = True  # normalise advantages within each minibatch
