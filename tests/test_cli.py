@@ -21,7 +21,7 @@ runner = CliRunner()
             ["train", "dqn", "--env", "tests.helpers:MultiBinaryEnv"],
             "dqn cannot handle the MultiBinary action space",
         ),
-        (["train", "reinforce", "--env", "ALE/Pong-v5"], "reinforce cannot handle the Image observation space of"),
+        (["train", "reinforce", "--env", "tests.helpers:ImageCueEnv"], "reinforce cannot handle the Image observation"),
         (["train", "ppo", "--set", "gamma=1.5"], "gamma = 1.5 must be in (0, 1]"),
         (["train", "ppo", "--set", "learning_rate=-1"], "learning_rate = -1.0 must be > 0"),
         (["train", "ppo", "--set", "clip_coef=0"], "clip_coef = 0.0 must be > 0"),
