@@ -252,3 +252,12 @@ class MultiActionCueEnv(gym.Env):
 
 def make_multi_binary_cue_env() -> gym.Env:
     return MultiActionCueEnv(binary=True)
+
+
+class ImageCueBoxEnv(ImageCueEnv):
+    """ImageCueEnv with a continuous action: a > 0 names the right half."""
+
+    action_space = gym.spaces.Box(-1, 1, shape=(1,), dtype=np.float32)
+
+    def step(self, action: Any):
+        return super().step(int(np.asarray(action).reshape(-1)[0] > 0))

@@ -93,3 +93,12 @@ def test_train_eval_plot_end_to_end(tmp_path):
     assert (run_dir / "episode.mp4").stat().st_size > 1000 and "episode.mp4" in result.output  # imageio-ffmpeg: [dev]
     result = runner.invoke(app, ["plot", str(run_dir), str(run_dir), "--out", str(tmp_path / "c.png")])
     assert result.exit_code == 0 and (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg", "trpo", "qac", "reinforce", "sarsa"])
+def test_algorithms_without_an_image_encoder_refuse_images_in_one_line(algo, tmp_path):
+    continuous = algo in ("sac", "td3", "ddpg")
+    env = "tests.helpers:ImageCueBoxEnv" if continuous else "tests.helpers:ImageCueEnv"
+    result = runner.invoke(app, ["train", algo, "--env", env, "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert f"error: {algo} cannot handle the Image observation space" in result.stderr

@@ -23,6 +23,7 @@ from typing import Any
 from plainrl.classic import td3
 from plainrl.kit.config import require
 
+OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary one-hot) and Dicts of them; no images
 ACTION_SPACES = ("Box",)
 
 

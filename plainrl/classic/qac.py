@@ -32,6 +32,7 @@ from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import QEnsemble, flat_dim, mlp, policy_head
 from plainrl.kit.run import Run, set_up_torch
 
+OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary one-hot) and Dicts of them; no images
 ACTION_SPACES = ("Discrete", "Box")
 
 

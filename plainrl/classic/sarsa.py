@@ -29,7 +29,7 @@ from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import QNetwork
 from plainrl.kit.run import Run, set_up_torch
 
-OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary come one-hot: kit/envs.py); no images
+OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary one-hot) and Dicts of them; no images
 ACTION_SPACES = ("Discrete",)
 
 

@@ -35,6 +35,7 @@ from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import DeterministicActor, QEnsemble, flat_dim, polyak_update
 from plainrl.kit.run import Run, set_up_torch
 
+OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary one-hot) and Dicts of them; no images
 ACTION_SPACES = ("Box",)
 
 

@@ -32,6 +32,7 @@ from plainrl.kit.nets import ActorCritic, CategoricalHead, DiagGaussianHead
 from plainrl.kit.normalize import RewardScaler
 from plainrl.kit.run import Run, set_up_torch
 
+OBSERVATION_SPACES = ("Box",)  # vectors (Discrete, MultiDiscrete, MultiBinary one-hot) and Dicts of them; no images
 ACTION_SPACES = ("Discrete", "Box")
 
 
