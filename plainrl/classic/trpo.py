@@ -25,7 +25,7 @@ import torch
 from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from plainrl.kit.buffers import RolloutBuffer, compute_gae
+from plainrl.kit.buffers import RolloutBuffer, compute_gae, next_state_values
 from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env
 from plainrl.kit.nets import ActorCritic, CategoricalHead, DiagGaussianHead
@@ -208,7 +208,8 @@ def train(config: Config, run: Run) -> ActorCritic:
         global_step += batch_size
         data = rollout.tensors(device)
         with torch.no_grad():
-            values, next_values = agent.value(data["obs"]), agent.value(data["next_obs"])
+            values = agent.value(data["obs"])
+            next_values = next_state_values(agent.value, values, data["next_obs"], data["episode_ends"])
             advantages, returns = compute_gae(
                 data["rewards"], values, next_values, data["terminated"], data["episode_ends"],
                 config.gamma, config.gae_lambda,

@@ -79,7 +79,8 @@ def test_ppo_and_dqn_run_on_atari_with_the_preset_shapes(tmp_path):
     agent = ppo.load().module
     assert isinstance(agent.encoder, NatureCNN) and agent.actor[0].in_features == 512  # the preset's shape
     assert ppo.config["clip_coef"] == 0.1 and ppo.config["hidden_sizes"] == []
-    assert -21 <= ppo.eval["mean_return"] <= 21  # a game's score (from the unclipped rewards)
+    # The game's score from the unclipped rewards: an untrained agent loses nearly every point (0 if none were read).
+    assert -21 <= ppo.eval["mean_return"] <= -15
     settings = ["learning_starts=100", "buffer_size=300", "batch_size=8", "eval_episodes=1"]
     dqn = plainrl.train("dqn", env="ALE/Pong-v5", total_steps=200, seed=0, run_dir=tmp_path / "dqn", progress=False,
                         set_items=settings)  # fmt: skip
