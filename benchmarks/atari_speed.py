@@ -2,7 +2,9 @@
 (8 envs x 128 steps, 4 epochs of minibatches of 256; SB3: CnnPolicy, AtariWrapper, 4 stacked frames), alternating
 in one process: env steps per second after the first iteration, and the whole run's seconds with set-up.
 
-    python benchmarks/atari_speed.py [--steps 8192] [--repeats 2] [--env ALE/Pong-v5]
+    python benchmarks/atari_speed.py [--steps 8192] [--repeats 2] [--env ALE/Pong-v5] [--threads 1] [--envpool]
+
+`--threads`: torch threads on both sides; `--envpool`: also plainrl with `envpool = true` (the `envpool` extra).
 
 Speed only: seconds to a score is benchmarks/classic_vs_sb3.py --env ALE/Pong-v5 (hours on a CPU).
 """
@@ -18,13 +20,13 @@ import gymnasium as gym
 import torch
 
 
-def plainrl_run(env_id: str, steps: int) -> tuple[float, float]:
+def plainrl_run(env_id: str, steps: int, settings: list[str]) -> tuple[float, float]:
     import plainrl
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         run = plainrl.train("ppo", env=env_id, total_steps=steps, run_dir=f"{folder}/run", progress=False,
-                            set_items=["eval_episodes=0"])  # fmt: skip
+                            set_items=["eval_episodes=0", *settings])  # fmt: skip
         seconds = time.perf_counter() - started
         first, last = run.metrics[0], run.metrics[-1]
         assert first["step"] is not None and last["step"] is not None and first["time"] is not None
@@ -68,18 +70,27 @@ def main() -> None:
     parser.add_argument("--env", default="ALE/Pong-v5")
     parser.add_argument("--steps", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--envpool", action="store_true", help="also plainrl with envpool = true")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # both libraries on one torch thread
+    torch.set_num_threads(args.threads)  # SB3's; plainrl sets its own from torch_threads, the same number
+    threads = [f"torch_threads={args.threads}"]
     results: dict[str, list[tuple[float, float]]] = {"plainrl": [], "sb3": []}
+    if args.envpool:
+        results["envpool"] = []
     for _ in range(args.repeats):
-        results["plainrl"].append(plainrl_run(args.env, args.steps))
+        results["plainrl"].append(plainrl_run(args.env, args.steps, threads))
+        if args.envpool:
+            results["envpool"].append(plainrl_run(args.env, args.steps, [*threads, "envpool=true"]))
         results["sb3"].append(sb3_run(args.env, args.steps))
     for lib, rows in results.items():
         rates = ", ".join(f"{rate:.0f}" for rate, _ in rows)
         seconds = ", ".join(f"{s:.1f}" for _, s in rows)
         print(f"{lib:<8} env steps/s after the first iteration: {rates}; whole {args.steps}-step runs: {seconds} s")
-    ratio = statistics.median(r for r, _ in results["sb3"]) / statistics.median(r for r, _ in results["plainrl"])
-    print(f"ratio plainrl/sb3 seconds per env step = {ratio:.2f}")
+    rate = {lib: statistics.median(r for r, _ in rows) for lib, rows in results.items()}
+    print(f"ratio plainrl/sb3 seconds per env step = {rate['sb3'] / rate['plainrl']:.2f}")
+    if args.envpool:
+        print(f"ratio plainrl with envpool/sb3 seconds per env step = {rate['sb3'] / rate['envpool']:.2f}")
 
 
 if __name__ == "__main__":

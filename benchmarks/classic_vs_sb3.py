@@ -7,8 +7,14 @@ when training is set up (envs, networks, and for plainrl its config checks and r
 are imported.
 
     python benchmarks/classic_vs_sb3.py --algo ppo --env CartPole-v1 --seeds 0 1 2
-    python benchmarks/classic_vs_sb3.py --algo ppo --env ALE/Pong-v5 --seeds 0 --eval-every 100000 \
-        --eval-episodes 20 --max-seconds 36000       # Atari: hours on a CPU (docs/environments.md)
+    python benchmarks/classic_vs_sb3.py --algo ppo --env ALE/Pong-v5 --libs sb3 --seeds 0 --eval-every 100000 \
+        --eval-episodes 5 --max-seconds 36000 --save-dir /work/runs/sb3_pong  # Atari: hours (docs/environments.md)
+
+`--save-dir` (Stable-Baselines3's side) is for runs longer than a session: at every evaluation the model and the
+tracker (training seconds so far, evaluations) are saved there, and the same command run again continues from the
+last evaluation, training seconds carried over (time after it that a stop lost is not counted). Continuing starts
+fresh episodes and a fresh rollout, as plainrl's `plainrl resume` does. Every evaluation is also appended to
+`evaluations.csv` there.
 
 `--toyrl` (A2C and DQN on CartPole-v1) also runs ToyRL (`pip install --ignore-requires-python toyrl`), last,
 with the hyperparameters of its own CartPole examples (the `__main__` blocks of toyrl/a2c.py and toyrl/dqn.py)
@@ -28,12 +34,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import json
 import os
 import random
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -86,20 +95,25 @@ TOYRL_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 class SolveTracker:
-    """Evaluates every `every` steps, keeps evaluation time out of the clock, and says when solved."""
+    """Evaluates every `every` steps, keeps evaluation time out of the clock, and says when solved. With a
+    `save_dir`, its state survives the process: `on_evaluation` saves what else must (a model) beside it."""
 
-    def __init__(self, env_id: str, seed: int, every: int, episodes: int, threshold: float, max_seconds: float):
+    def __init__(self, env_id: str, seed: int, every: int, episodes: int, threshold: float, max_seconds: float,
+                 save_dir: Path | None = None):  # fmt: skip
         self.env_id, self.seed, self.every, self.episodes = env_id, seed, every, episodes
         self.threshold, self.max_seconds = threshold, max_seconds
         self.next_eval = every
         self.eval_seconds = 0.0
+        self.seconds_before = 0.0  # training seconds of earlier processes (a continued run)
         self.start = time.perf_counter()
         self.solved_at: tuple[float, int] | None = None
         self.last_mean = float("nan")
         self.best_mean = float("-inf")
+        self.save_dir = save_dir
+        self.on_evaluation: Callable[[Path], None] | None = None
 
     def train_seconds(self) -> float:
-        return time.perf_counter() - self.start - self.eval_seconds
+        return self.seconds_before + time.perf_counter() - self.start - self.eval_seconds
 
     def check(self, step: int, policy: Callable[[np.ndarray], np.ndarray]) -> bool:
         """Called after training steps; True = stop (solved or out of time)."""
@@ -110,11 +124,40 @@ class SolveTracker:
         self.next_eval = (step // self.every + 1) * self.every
         self.last_mean = evaluate_episodes(policy, self.env_id, self.episodes, self.seed)["mean_return"]
         self.best_mean = max(self.best_mean, self.last_mean)
-        self.eval_seconds += time.perf_counter() - eval_start
         if self.last_mean >= self.threshold:
             self.solved_at = (seconds, step)
-            return True
-        return seconds > self.max_seconds
+        if self.save_dir is not None:
+            self.save(step, seconds)
+        self.eval_seconds += time.perf_counter() - eval_start
+        return self.solved_at is not None or seconds > self.max_seconds
+
+    def save(self, step: int, seconds: float) -> None:
+        assert self.save_dir is not None
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        log = self.save_dir / "evaluations.csv"
+        new_log = not log.exists()
+        with log.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new_log:
+                writer.writerow(["step", "train_seconds", "mean_return"])
+            writer.writerow([step, f"{seconds:.1f}", self.last_mean])
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.save_dir)
+        state = dict(step=step, seconds=seconds, next_eval=self.next_eval, best_mean=self.best_mean,
+                     last_mean=self.last_mean, solved_at=self.solved_at)  # fmt: skip
+        (self.save_dir / "tracker.json").write_text(json.dumps(state))  # written last: the model is saved by then
+
+    def restore(self) -> int:
+        """Take up a saved run's clock and evaluations; the step it was saved at (0: nothing saved)."""
+        path = None if self.save_dir is None else self.save_dir / "tracker.json"
+        if path is None or not path.exists():
+            return 0
+        state = json.loads(path.read_text())
+        self.seconds_before, self.next_eval = state["seconds"], state["next_eval"]
+        self.best_mean, self.last_mean = state["best_mean"], state["last_mean"]
+        self.solved_at = tuple(state["solved_at"]) if state["solved_at"] else None
+        self.start, self.eval_seconds = time.perf_counter(), 0.0
+        return int(state["step"])
 
 
 def run_plainrl(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any], overrides: list[str]) -> SolveTracker:
@@ -136,7 +179,9 @@ def _sb3_value(value: Any) -> Any:
     return value
 
 
-def run_sb3(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> SolveTracker:
+def run_sb3(
+    algo: str, env_id: str, seed: int, tracker_args: dict[str, Any], save_dir: Path | None = None
+) -> SolveTracker:
     import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -148,7 +193,10 @@ def run_sb3(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> 
 
         n_actions = gym.make(env_id).action_space.shape[0]
         hyper["action_noise"] = NormalActionNoise(np.zeros(n_actions), hyper.pop("noise_std") * np.ones(n_actions))
-    tracker = SolveTracker(env_id, seed, **tracker_args)
+    tracker = SolveTracker(env_id, seed, **tracker_args, save_dir=save_dir)
+    saved_step = tracker.restore()
+    if tracker.solved_at is not None:
+        return tracker  # solved before: nothing left to run
 
     class Track(BaseCallback):
         def _on_step(self) -> bool:
@@ -168,14 +216,23 @@ def run_sb3(algo: str, env_id: str, seed: int, tracker_args: dict[str, Any]) -> 
 
         # frameskip=1: AtariWrapper skips 4 frames itself (v5 ids would skip 4 more); sticky actions stay 0.25, as
         # plainrl's. Evaluation runs on plainrl's Atari env for both (the same preprocessing, channels first).
-        env = VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs={"frameskip": 1}), 4)
+        env = VecFrameStack(
+            make_atari_env(env_id, n_envs=n_envs, seed=seed + saved_step, env_kwargs={"frameskip": 1}), 4
+        )
         policy_name = "CnnPolicy"
     else:
-        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed + saved_step)
     model_cls = getattr(sb3, algo.upper())
     device = "auto" if env_id.startswith("ALE/") else "cpu"  # a CNN: the GPU when there is one, for both sides
-    model = model_cls(policy_name, env, seed=seed, device=device, **{k: _sb3_value(v) for k, v in hyper.items()})
-    model.learn(total_timesteps=n_timesteps, callback=Track())
+    hyper = {k: _sb3_value(v) for k, v in hyper.items()}
+    if saved_step and save_dir is not None:  # the schedules are given again, not unpickled
+        model = model_cls.load(save_dir / "model.zip", env=env, device=device, custom_objects=hyper)
+        print(f"sb3 {seed}: continuing at step {model.num_timesteps} after {tracker.seconds_before:.0f} s", flush=True)
+    else:
+        model = model_cls(policy_name, env, seed=seed, device=device, **hyper)
+    tracker.on_evaluation = lambda folder: model.save(folder / "model.zip")
+    # reset_num_timesteps=False: the step count and the schedules' progress go on from the saved step
+    model.learn(total_timesteps=n_timesteps - model.num_timesteps, callback=Track(), reset_num_timesteps=False)
     return tracker
 
 
@@ -242,6 +299,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="give up on a run after this long")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="plainrl config override")
+    parser.add_argument("--save-dir", type=Path, help="sb3: save at every evaluation here, continue from it if there")
     parser.add_argument("--toyrl", action="store_true", help="also run ToyRL (a2c, dqn on CartPole-v1), last")
     parser.add_argument("--toyrl-seconds", type=float, default=300.0, help="give up on a ToyRL run after this long")
     args = parser.parse_args()
@@ -258,7 +316,8 @@ def main() -> None:
     print(f"{'library':<8} {'seed':>4} {'seconds':>8} {'steps':>8}  last eval")
     medians: dict[str, float] = {}
     for lib in libs:  # untimed warm-up: torch's one-time initialisation is nobody's training time
-        warm_up = dict(tracker_args, max_seconds=0.0)  # stops at the first evaluation
+        # stops at its first evaluation, within 2048 steps (an Atari run evaluates every 100k)
+        warm_up = dict(tracker_args, every=min(args.eval_every, 2048), episodes=1, max_seconds=0.0)
         if lib == "plainrl":
             run_plainrl(args.algo, args.env, 0, warm_up, args.overrides)
         elif lib == "toyrl":
@@ -273,7 +332,8 @@ def main() -> None:
             elif lib == "toyrl":
                 tracker = run_toyrl(args.algo, args.env, seed, toyrl_args)
             else:
-                tracker = run_sb3(args.algo, args.env, seed, tracker_args)
+                save_dir = None if args.save_dir is None else args.save_dir / f"{args.algo}_{seed}"
+                tracker = run_sb3(args.algo, args.env, seed, tracker_args, save_dir)
             seconds, steps = tracker.solved_at if tracker.solved_at else (float("inf"), -1)
             seconds_list.append(seconds)
             shown = f"{seconds:8.2f} {steps:8d}" if tracker.solved_at else f"{'unsolved':>8} {'-':>8}"

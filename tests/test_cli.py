@@ -102,3 +102,17 @@ def test_algorithms_without_an_image_encoder_refuse_images_in_one_line(algo, tmp
     result = runner.invoke(app, ["train", algo, "--env", env, "--run-dir", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert f"error: {algo} cannot handle the Image observation space" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env, settings, message",
+    [
+        ("CartPole-v1", ["envpool=true"], "envpool = true: 'CartPole-v1' is not an Atari id EnvPool has"),
+        ("ALE/Pong-v5", ["envpool=true", "async_envs=true"], "envpool = true steps the games in threads"),
+    ],
+)
+def test_ppo_envpool_refuses_what_it_cannot_step_in_one_line(env, settings, message, tmp_path):
+    args = ["train", "ppo", "--env", env, "--run-dir", str(tmp_path / "r")]
+    result = runner.invoke(app, args + [item for s in settings for item in ("--set", s)])
+    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -13,7 +13,8 @@
 Discrete actions use a categorical policy, continuous ones a diagonal Gaussian with a learned log-std, MultiDiscrete
 and MultiBinary ones independent categoricals and coins (kit/nets.py). Images go through a Nature CNN that actor and
 critic share; an env that says which actions it allows (info["action_mask"], env.action_masks()) has the masked
-ones at probability 0 in the rollout and in the loss (docs/environments.md).
+ones at probability 0 in the rollout and in the loss (docs/environments.md). Atari games can be stepped by
+EnvPool instead of Gymnasium's Python wrappers (`envpool = true`, kit/atari.py).
 Observation normalisation lives inside the agent (its statistics are saved with the weights); reward scaling
 divides rewards by the running std of the discounted return and is saved in the checkpoint.
 
@@ -24,6 +25,7 @@ every minibatch; advantages and normalisation statistics are taken over all rank
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 from plainrl.kit import distributed
+from plainrl.kit.atari import EnvPoolAtari, envpool_task
 from plainrl.kit.buffers import RolloutBuffer, compute_gae, next_state_values
 from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env, vector_mask_reader
@@ -76,6 +79,7 @@ class Config(EnvConfig):
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     async_envs: bool = False  # step the envs in subprocesses (worth it only for slow envs)
+    envpool: bool = False  # Atari: step the games in EnvPool's C++ threads (pip install 'plainrl[envpool]')
 
     def validate(self) -> None:
         super().validate()
@@ -88,6 +92,10 @@ class Config(EnvConfig):
             f"num_minibatches = {self.num_minibatches} must be in [1, num_envs * num_steps = {batch}]",
         )
         require(self.target_kl >= 0, f"target_kl = {self.target_kl} must be >= 0 (0 turns it off)")
+        if self.envpool:
+            envpool_task(self.env)  # an Atari id EnvPool has, or one line saying which are
+            require(not self.async_envs, "envpool = true steps the games in threads: set async_envs = false")
+            require(importlib.util.find_spec("envpool") is not None, "envpool = true: pip install 'plainrl[envpool]'")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -167,7 +175,10 @@ def train(config: Config, run: Run) -> ActorCritic:
     world = distributed.world()  # one rank of one, or this process's rank under torchrun
     env_shard = world.shard(config.num_envs, "num_envs")  # this rank's envs: seeds seed + their global index
     T, N = config.num_steps, env_shard.stop - env_shard.start
-    envs = make_vec_env(config.env, N, config.seed + env_shard.start, asynchronous=config.async_envs)
+    if config.envpool:
+        envs: gym.vector.VectorEnv = EnvPoolAtari(config.env, N, config.seed + env_shard.start)
+    else:
+        envs = make_vec_env(config.env, N, config.seed + env_shard.start, asynchronous=config.async_envs)
     # Seeds Python, numpy and torch; CPU threads; the device (auto: a GPU for images, else the CPU).
     device = set_up_torch(config, auto_device(envs.single_observation_space, config.AUTO_DEVICE))
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space).to(device)

@@ -94,3 +94,72 @@ def make_atari(env_id: str, render_mode: str | None = None) -> gym.Env:
     # thrown away, and the grayscale one is the cheaper to make
     env = gym.make(env_id, frameskip=1, obs_type="grayscale", render_mode=render_mode)
     return wrap_atari(env)
+
+
+# EnvPool's own Atari preprocessing, set to make_atari's: the same frame skip, max-pool, no-ops, FIRE at reset,
+# 84 x 84 grayscale (OpenCV's INTER_AREA, as AtariPreprocessing) and 4-frame stack; rewards clipped here instead,
+# so that the game's score goes along in infos["raw_reward"].
+ENVPOOL_ATARI = dict(
+    stack_num=4, frame_skip=4, noop_max=30, img_height=84, img_width=84, gray_scale=True, use_inter_area_resize=True,
+    use_fire_reset=True, episodic_life=False, reward_clip=False, max_episode_steps=27_000,
+)  # fmt: skip
+
+
+def envpool_task(env_id: str) -> tuple[str, float]:
+    """EnvPool's name for an Atari id and the sticky-action probability the id implies: "ALE/Pong-v5" ->
+    ("Pong-v5", 0.25); "PongNoFrameskip-v4" -> ("Pong-v5", 0.0)."""
+    if env_id.startswith("ALE/") and env_id.endswith("-v5"):
+        return env_id[len("ALE/") :], 0.25
+    if env_id.endswith("NoFrameskip-v4"):
+        return env_id[: -len("NoFrameskip-v4")] + "-v5", 0.0
+    raise PlainRLError(
+        f"envpool = true: {env_id!r} is not an Atari id EnvPool has (ALE/<Game>-v5, <Game>NoFrameskip-v4)"
+    )
+
+
+class EnvPoolAtari(gym.vector.VectorEnv):
+    """`num_envs` Atari games stepped by EnvPool's C++ thread pool (the `envpool` extra), preprocessed as
+    make_atari's and behaving as kit.envs.make_vec_env's vector envs: SAME_STEP autoreset (an env whose episode
+    ended is reset in the same step, its last observation in infos["final_obs"]), rewards clipped to their sign
+    with the game's in infos["raw_reward"]. Env i is seeded seed + i, as make_vec_env's copies are."""
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def __init__(self, env_id: str, num_envs: int, seed: int) -> None:
+        self.task, self.sticky = envpool_task(env_id)
+        self.num_envs = num_envs
+        self.pool = self._make_pool(seed)
+        self.single_observation_space = gym.spaces.Box(0, 255, self.pool.observation_space.shape, np.uint8)
+        self.single_action_space = gym.spaces.Discrete(self.pool.action_space.n)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+
+    def _make_pool(self, seed: int) -> Any:
+        try:
+            envpool = importlib.import_module("envpool")
+        except ImportError:
+            raise PlainRLError("envpool = true needs EnvPool: pip install 'plainrl[envpool]'") from None
+        self.seed = seed
+        return envpool.make(self.task, env_type="gymnasium", num_envs=self.num_envs, seed=seed,
+                            repeat_action_probability=self.sticky, **ENVPOOL_ATARI)  # fmt: skip
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        if seed is not None and seed != self.seed:  # EnvPool seeds its envs once, when made
+            self.pool.close()
+            self.pool = self._make_pool(seed)
+        obs, _ = self.pool.reset()
+        return obs, {}
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        obs, rewards, terminated, truncated, _ = self.pool.step(np.asarray(actions))
+        raw_rewards = np.asarray(rewards, dtype=np.float64)
+        infos: dict[str, Any] = {"raw_reward": raw_rewards, "_raw_reward": np.ones(self.num_envs, dtype=bool)}
+        done = np.logical_or(terminated, truncated)
+        if done.any():  # reset the finished games now: EnvPool alone would on the next step, ignoring its action
+            infos["final_obs"], infos["_final_obs"] = obs.copy(), done
+            obs = obs.copy()
+            obs[done], _ = self.pool.reset(np.flatnonzero(done))
+        return obs, np.sign(raw_rewards), terminated, truncated, infos
+
+    def close(self, **kwargs: Any) -> None:
+        self.pool.close()

@@ -259,8 +259,11 @@ def mask_reader(infos: dict[str, Any], masks_method: Callable[[], Any] | None) -
 
 
 def vector_mask_reader(envs: gym.vector.VectorEnv, reset_infos: dict[str, Any]) -> Callable[..., np.ndarray] | None:
-    """mask_reader for a vector env: masks (N, n) from the step's infos, or by calling every env's action_masks()."""
-    call = envs.call  # type: ignore[attr-defined]  # Sync and AsyncVectorEnv have it, the base class does not
+    """mask_reader for a vector env: masks (N, n) from the step's infos, or by calling every env's action_masks()
+    (Sync and AsyncVectorEnv can; a vector env without `call`, EnvPool's, gives masks in its infos or none)."""
+    call = getattr(envs, "call", None)
+    if call is None:
+        return mask_reader(reset_infos, None)
     # Asked, not tried: an AttributeError inside an AsyncVectorEnv worker would close its pipes.
     has_method = all(call("has_wrapper_attr", "action_masks"))
     masks_method = (lambda: np.stack(call("action_masks"))) if has_method else None

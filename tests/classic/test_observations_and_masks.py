@@ -87,3 +87,17 @@ def test_ppo_and_dqn_run_on_atari_with_the_preset_shapes(tmp_path):
     assert isinstance(dqn.load().module.encoder, NatureCNN)
     replay = read_checkpoint(dqn.path / CHECKPOINT)["replay"]
     assert replay["obs"].dtype == np.uint8 and replay["obs"].shape[1:] == (4, 84, 84)  # frames kept as bytes
+
+
+def test_ppo_steps_atari_through_envpool(tmp_path, monkeypatch):
+    pytest.importorskip("envpool")
+    from plainrl.kit import atari
+
+    made = []
+    make_pool = atari.EnvPoolAtari._make_pool
+    monkeypatch.setattr(atari.EnvPoolAtari, "_make_pool", lambda self, seed: made.append(seed) or make_pool(self, seed))
+    run = plainrl.train("ppo", env="ALE/Pong-v5", total_steps=64, seed=5, run_dir=tmp_path / "ppo", progress=False,
+                        set_items=["envpool=true", "num_envs=2", "num_steps=32", "num_minibatches=2",
+                                   "update_epochs=1", "eval_episodes=1"])  # fmt: skip
+    assert made == [5]  # trained on EnvPool's games, seeded with the run's seed (evaluation plays ale-py's)
+    assert run.config["envpool"] is True and -21 <= run.eval["mean_return"] <= -15  # the untrained agent loses

@@ -8,7 +8,15 @@ import pytest
 pytest.importorskip("ale_py")
 pytest.importorskip("cv2")  # AtariPreprocessing resizes with OpenCV
 
-from plainrl.kit.atari import ClipRewardToSign, FireReset, is_atari, make_atari, wrap_atari  # noqa: E402
+from plainrl.kit.atari import (  # noqa: E402
+    ClipRewardToSign,
+    EnvPoolAtari,
+    FireReset,
+    envpool_task,
+    is_atari,
+    make_atari,
+    wrap_atari,
+)
 from plainrl.kit.envs import env_rewards  # noqa: E402
 from plainrl.kit.errors import PlainRLError  # noqa: E402
 
@@ -195,3 +203,68 @@ def test_make_atari_without_ale_py_names_the_extra(monkeypatch):
     with pytest.raises(PlainRLError, match=r"env 'ALE/Pong-v5' needs the Atari extra: pip install 'plainrl\[atari\]'"):
         make_atari("ALE/Pong-v5")
     assert is_atari("ALE/Pong-v5")
+
+
+@pytest.fixture
+def short_envpool_episodes(monkeypatch):
+    """EnvPool's Pong truncated after 40 agent steps, so tests see episode ends quickly."""
+    pytest.importorskip("envpool")
+    from plainrl.kit import atari
+
+    monkeypatch.setitem(atari.ENVPOOL_ATARI, "max_episode_steps", 40)
+
+
+def test_envpool_task_names():
+    assert envpool_task("ALE/Pong-v5") == ("Pong-v5", 0.25)  # v5: sticky actions
+    assert envpool_task("BreakoutNoFrameskip-v4") == ("Breakout-v5", 0.0)
+    with pytest.raises(PlainRLError, match="'CartPole-v1' is not an Atari id EnvPool has"):
+        envpool_task("CartPole-v1")
+
+
+def test_envpool_atari_has_make_atari_spaces_and_clipped_rewards_with_raw_ones():
+    pytest.importorskip("envpool")
+    envs = EnvPoolAtari("ALE/Pong-v5", num_envs=2, seed=0)
+    assert envs.single_observation_space == make_atari("ALE/Pong-v5").observation_space  # uint8 (4, 84, 84)
+    assert envs.single_action_space == gym.spaces.Discrete(6) and envs.num_envs == 2
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8 and obs.max() > 0
+    rng = np.random.default_rng(0)
+    raw_rewards = []
+    for _ in range(200):
+        obs, rewards, terminated, truncated, infos = envs.step(rng.integers(0, 6, 2))
+        np.testing.assert_array_equal(rewards, np.sign(infos["raw_reward"]))
+        raw_rewards.append(env_rewards(rewards, infos))
+        assert not (terminated | truncated).any() and "final_obs" not in infos
+    assert np.array(raw_rewards).min() == -1.0  # a random player lets a point in within 200 steps
+
+
+def test_envpool_atari_resets_an_ended_game_in_the_same_step(short_envpool_episodes):
+    """SAME_STEP autoreset, as make_vec_env's: at the 40th step the returned observation is the new episode's and
+    the last one is in infos["final_obs"]; the next episode then lasts 40 steps again, not 41 (which it would if
+    EnvPool reset it itself on the following step, ignoring that step's action)."""
+    envs = EnvPoolAtari("ALE/Pong-v5", num_envs=2, seed=3)
+    obs, _ = envs.reset()
+    ends = []
+    for step in range(1, 81):
+        previous = obs
+        obs, _, terminated, truncated, infos = envs.step(np.zeros(2, dtype=np.int64))
+        if (terminated | truncated).any():
+            ends.append(step)
+            assert truncated.all() and infos["_final_obs"].all()
+            # the final stack continues the previous one (shifted by a frame); the reset one starts over
+            np.testing.assert_array_equal(infos["final_obs"][:, :3], previous[:, 1:])
+            assert not np.array_equal(obs[:, :3], previous[:, 1:])
+            np.testing.assert_array_equal(obs[:, 0], obs[:, 3])  # a reset stack repeats the reset frame
+    assert ends == [40, 80]
+
+
+def test_envpool_atari_same_seed_same_games_and_reseeding(short_envpool_episodes):
+    def first_observations(seed_at_reset: int | None) -> np.ndarray:
+        envs = EnvPoolAtari("ALE/Pong-v5", num_envs=2, seed=0)
+        envs.reset(seed=seed_at_reset)
+        actions = np.ones(2, dtype=np.int64)
+        return np.stack([envs.step(actions)[0] for _ in range(30)])
+
+    same = first_observations(None)
+    np.testing.assert_array_equal(same, first_observations(0))
+    assert not np.array_equal(same, first_observations(7))  # reset(seed=...) makes the pool again with that seed
