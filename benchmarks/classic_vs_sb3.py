@@ -299,13 +299,15 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="give up on a run after this long")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="plainrl config override")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both libraries")
     parser.add_argument("--save-dir", type=Path, help="sb3: save at every evaluation here, continue from it if there")
     parser.add_argument("--toyrl", action="store_true", help="also run ToyRL (a2c, dqn on CartPole-v1), last")
     parser.add_argument("--toyrl-seconds", type=float, default=300.0, help="give up on a ToyRL run after this long")
     args = parser.parse_args()
     if args.toyrl and (args.algo, args.env) not in TOYRL_EXAMPLES:
         parser.error(f"--toyrl: only for {sorted(TOYRL_EXAMPLES)}")
-    torch.set_num_threads(1)  # both libraries on the same footing: one torch thread
+    torch.set_num_threads(args.threads)  # both libraries on the same footing: one torch thread unless told
+    args.overrides = [f"torch_threads={args.threads}", *args.overrides]  # plainrl sets its own from its config
     threshold = THRESHOLDS[args.env]
     tracker_args = dict(every=args.eval_every, episodes=args.eval_episodes, threshold=threshold,
                         max_seconds=args.max_seconds)  # fmt: skip
