@@ -30,6 +30,7 @@ from plainrl.kit.config import EnvConfig, require, require_ranges
 from plainrl.kit.envs import EpisodeStats, make_vec_env, vector_mask_reader
 from plainrl.kit.nets import ActorCritic
 from plainrl.kit.normalize import RewardScaler, standardize
+from plainrl.kit.optim import RMSpropTF
 from plainrl.kit.run import Run, set_up_torch
 from plainrl.kit.spaces import auto_device
 
@@ -46,7 +47,7 @@ class Config(EnvConfig):
     num_steps: int = 5  # steps per env per update
     learning_rate: float = 7e-4
     anneal_lr: bool = False
-    optimizer: str = "rmsprop"  # rmsprop | adam
+    optimizer: str = "rmsprop"  # rmsprop | rmsprop_tf (TensorFlow's, as the paper's Atari runs: kit/optim.py) | adam
     gamma: float = 0.99
     gae_lambda: float = 1.0  # 1.0: n-step returns; < 1: GAE
     ent_coef: float = 0.0
@@ -63,7 +64,10 @@ class Config(EnvConfig):
         require_ranges(self, at_least_one=("num_envs", "num_steps"),
                        positive=("learning_rate", "max_grad_norm"), discount=("gamma",),
                        fraction=("gae_lambda",), non_negative=("ent_coef", "vf_coef"))  # fmt: skip
-        require(self.optimizer in ("rmsprop", "adam"), f"optimizer = {self.optimizer!r} is not rmsprop or adam")
+        require(
+            self.optimizer in ("rmsprop", "rmsprop_tf", "adam"),
+            f"optimizer = {self.optimizer!r} is not rmsprop, rmsprop_tf or adam",
+        )
         require(not self.norm_adv or self.num_envs * self.num_steps > 1, "norm_adv needs more than one sample")
 
 
@@ -76,10 +80,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "LunarLander-v3": dict(
         total_steps=1_000_000, num_envs=8, gamma=0.995, learning_rate=8.3e-4, anneal_lr=True, ent_coef=1e-5
     ),
-    # Atari (kit/atari.py): rl-baselines3-zoo's (16 envs x 5 steps, RMSprop eps 1e-5, ent 0.01, vf 0.25), CnnPolicy.
+    # Atari (kit/atari.py): rl-baselines3-zoo's (16 envs x 5 steps, TensorFlow-style RMSprop eps 1e-5 as its
+    # RMSpropTFLike, ent 0.01, vf 0.25), CnnPolicy.
     **{game: dict(
         total_steps=10_000_000, num_envs=16, num_steps=5, ent_coef=0.01, vf_coef=0.25, hidden_sizes=(),
-        checkpoint_every=100_000,
+        optimizer="rmsprop_tf", checkpoint_every=100_000,
     ) for game in ("ALE/Pong-v5", "ALE/Breakout-v5")},
     "Pendulum-v1": dict(
         total_steps=1_000_000, num_envs=8, num_steps=8, gae_lambda=0.9, vf_coef=0.4, normalize_obs=True,
@@ -128,6 +133,8 @@ def train(config: Config, run: Run) -> ActorCritic:
         optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
             agent.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5, foreach=True
         )
+    elif config.optimizer == "rmsprop_tf":
+        optimizer = RMSpropTF(agent.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5)
     else:
         optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
     reward_scaler = RewardScaler(N, config.gamma) if config.normalize_reward else None
