@@ -145,7 +145,8 @@ class SolveTracker:
             self.on_evaluation(self.save_dir)
         state = dict(step=step, seconds=seconds, next_eval=self.next_eval, best_mean=self.best_mean,
                      last_mean=self.last_mean, solved_at=self.solved_at)  # fmt: skip
-        (self.save_dir / "tracker.json").write_text(json.dumps(state))  # written last: the model is saved by then
+        (self.save_dir / "tracker.next.json").write_text(json.dumps(state))  # after the model, and whole
+        os.replace(self.save_dir / "tracker.next.json", self.save_dir / "tracker.json")
 
     def restore(self) -> int:
         """Take up a saved run's clock and evaluations; the step it was saved at (0: nothing saved)."""
@@ -230,7 +231,12 @@ def run_sb3(
         print(f"sb3 {seed}: continuing at step {model.num_timesteps} after {tracker.seconds_before:.0f} s", flush=True)
     else:
         model = model_cls(policy_name, env, seed=seed, device=device, **hyper)
-    tracker.on_evaluation = lambda folder: model.save(folder / "model.zip")
+
+    def save_model(folder: Path) -> None:  # whole or not at all: a stop mid-write leaves the last model as it was
+        model.save(folder / "model.next.zip")
+        os.replace(folder / "model.next.zip", folder / "model.zip")
+
+    tracker.on_evaluation = save_model
     # reset_num_timesteps=False: the step count and the schedules' progress go on from the saved step
     model.learn(total_timesteps=n_timesteps - model.num_timesteps, callback=Track(), reset_num_timesteps=False)
     return tracker
