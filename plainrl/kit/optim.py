@@ -14,8 +14,9 @@ class RMSpropTF(torch.optim.Optimizer):
         v <- alpha * v + (1 - alpha) * g^2        v starts at 1, not 0
         p <- p - lr * g / sqrt(v + eps)           eps inside the square root
 
-    PyTorch's RMSprop starts v at 0 and divides by sqrt(v) + eps, so its first steps are about 1 / sqrt(1 - alpha)
-    = 10 times larger; Stable-Baselines3 found it unstable for A2C on Atari and wrote RMSpropTFLike for it."""
+    PyTorch's RMSprop starts v at 0 and divides by sqrt(v) + eps, so its first step moves every weight by about
+    lr / sqrt(1 - alpha) = 10 lr whatever the size of its gradient, where this one moves it by about lr * g;
+    Stable-Baselines3 found PyTorch's unstable for A2C on Atari and wrote RMSpropTFLike for it."""
 
     def __init__(self, params: Iterable[Any], lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5) -> None:
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
